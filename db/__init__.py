@@ -1,0 +1,1 @@
+"""Persistence: models, the step state machine, the claim protocol and all SQL."""

@@ -1,0 +1,139 @@
+"""ORM models of the four tables. The state columns are guarded by CHECK constraints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from db.base import Base
+from db.states import AttemptStatus, RunStatus, StepStatus
+
+
+def _check(column: str, enum: type[RunStatus] | type[StepStatus] | type[AttemptStatus]) -> str:
+    return f"{column} IN ({', '.join(repr(s.value) for s in enum)})"
+
+
+class WorkflowRun(Base):
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        CheckConstraint(_check("status", RunStatus), name="status"),
+        Index("ix_workflow_runs_status_created", "status", "created_at"),
+        Index("ix_workflow_runs_created_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(100))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), server_default=RunStatus.PENDING.value)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    resume_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    steps: Mapped[list[StepRun]] = relationship(back_populates="run", lazy="raise")
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key"),
+        CheckConstraint(_check("status", StepStatus), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        # "stuck running steps": the reconciler's scan for expired leases.
+        Index(
+            "ix_step_runs_lease_running",
+            "lease_expires_at",
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index("ix_step_runs_run_step", "run_id", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(200))
+    step: Mapped[str] = mapped_column(String(100))
+    item_index: Mapped[int | None] = mapped_column(Integer)
+    item: Mapped[Any | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), server_default=StepStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("3"))
+    queue: Mapped[str] = mapped_column(String(50), server_default="default")
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    run: Mapped[WorkflowRun] = relationship(back_populates="steps", lazy="raise")
+
+
+class StepAttempt(Base):
+    __tablename__ = "step_attempts"
+    __table_args__ = (
+        UniqueConstraint("step_run_id", "attempt"),
+        CheckConstraint(_check("status", AttemptStatus), name="status"),
+        Index("ix_step_attempts_run", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    step_run_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("step_runs.id", ondelete="CASCADE")
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    step_key: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    worker_hostname: Mapped[str | None] = mapped_column(String(200))
+    queue: Mapped[str | None] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column()
+    error_type: Mapped[str | None] = mapped_column(String(200))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+
+
+class RunEvent(Base):
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(100), server_default="system")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

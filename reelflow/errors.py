@@ -1,0 +1,125 @@
+"""The exception hierarchy. Every error reelflow raises on purpose derives from one root.
+
+ReelflowError
+├── ConfigError                 settings missing or invalid
+├── SchemaBehind                database not migrated to head
+├── UnknownWorkflow             no workflow of that name
+├── InvalidParams               params rejected by the workflow's params model
+├── RunNotFound / StepNotFound  no such run or step
+├── RunStateConflict            the run's state forbids the operation (HTTP 409)
+│   └── RunBusy                 the run (or one of its steps) is still running
+├── DispatchFailed              the broker did not take the messages (HTTP 503)
+└── StepError                   raised by step code
+    ├── TransientStepError      worth retrying (the default for unexpected errors is permanent)
+    │   └── InjectedFailure     a failure asked for by the run's `fail` param
+    └── PermanentStepError      never retried
+
+StepCancelled derives from BaseException so step code cannot swallow it with `except Exception`.
+
+The class docstring is the default message; `code` is stable and shows in API payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReelflowError(Exception):
+    """reelflow failed."""
+
+    code = "reelflow_error"
+
+    def __init__(self, message: str | None = None, **context: Any) -> None:
+        self.message = message or (self.__doc__ or self.code).strip().splitlines()[0]
+        self.context = context
+        super().__init__(self.message)
+
+
+class ConfigError(ReelflowError):
+    """The configuration is invalid."""
+
+    code = "config_error"
+
+
+class SchemaBehind(ReelflowError):
+    """The database schema is not at the latest migration; run `reelflow db upgrade`."""
+
+    code = "schema_behind"
+
+
+class UnknownWorkflow(ReelflowError):
+    """No workflow has that name."""
+
+    code = "unknown_workflow"
+
+
+class InvalidParams(ReelflowError):
+    """The workflow params are invalid."""
+
+    code = "invalid_params"
+
+    def __init__(self, message: str | None = None, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class RunNotFound(ReelflowError):
+    """No run has that id."""
+
+    code = "run_not_found"
+
+
+class StepNotFound(ReelflowError):
+    """The run has no step with that key."""
+
+    code = "step_not_found"
+
+
+class RunStateConflict(ReelflowError):
+    """The run's state forbids this operation."""
+
+    code = "run_state_conflict"
+
+    def __init__(self, message: str | None = None, *, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RunBusy(RunStateConflict):
+    """The run is still running; wait for it to stop or cancel it first."""
+
+    code = "run_busy"
+
+
+class DispatchFailed(ReelflowError):
+    """The broker did not accept the run's messages; the run is kept and can be resumed."""
+
+    code = "dispatch_failed"
+
+
+class StepError(ReelflowError):
+    """A step failed."""
+
+    code = "step_error"
+
+
+class TransientStepError(StepError):
+    """A step failed in a way worth retrying."""
+
+    code = "transient_step_error"
+
+
+class InjectedFailure(TransientStepError):
+    """A failure injected by the run's `fail` param."""
+
+    code = "injected_failure"
+
+
+class PermanentStepError(StepError):
+    """A step failed in a way no retry can fix."""
+
+    code = "permanent_step_error"
+
+
+class StepCancelled(BaseException):
+    """The run was cancelled while this step ran. Not an Exception: step code must not catch it."""

@@ -1,0 +1,113 @@
+"""Process-wide settings from the environment (and `.env`), validated once at start.
+
+`DATABASE_URL` and `REDIS_URL` may be unset: `reelflow dev` and the test suite then start
+the embedded PostgreSQL and Redis and set them for their child processes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reelflow.errors import ConfigError
+
+
+def async_database_url(url: str) -> str:
+    """Any PostgreSQL URL spelling, turned into the asyncpg dialect SQLAlchemy needs."""
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("must be a PostgreSQL URL (postgresql://user@host:port/dbname)")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset: embedded server")
+    redis_url: str | None = Field(None, description="Redis URL; unset: embedded server")
+    celery_broker_url: str | None = Field(None, description="Broker URL (default: REDIS_URL)")
+    celery_result_backend: str | None = Field(
+        None, description="Result backend URL (default: REDIS_URL); must be Redis for chords"
+    )
+    home: Path = Field(Path(".reelflow"), description="Folder of the embedded servers' data")
+    artifact_root: Path = Field(Path(".reelflow/artifacts"), description="Where steps write files")
+    publish_dir: Path = Field(Path(".reelflow/published"), description="Where videos are published")
+    step_lease_seconds: int = Field(
+        60, ge=5, le=86_400, description="How long a claimed step is owned without a heartbeat"
+    )
+    visibility_timeout_seconds: int = Field(
+        7200, ge=60, description="Redis redelivery timeout; must exceed the longest step"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console in a terminal, JSON otherwise"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints")
+    api_host: str = Field("127.0.0.1")
+    api_port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body")
+    dispatch_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="How long the API waits for the broker"
+    )
+    trends_source: str = Field(
+        "builtin", description="builtin, a path to a JSON/CSV file, or an http(s) CSV URL"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg(cls, v: str | None) -> str | None:
+        return async_database_url(v) if v else None
+
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @classmethod
+    def _redis(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
+            raise ValueError("must be a redis:// URL")
+        return v or None
+
+    @model_validator(mode="after")
+    def _paths(self) -> Settings:
+        self.artifact_root = self.artifact_root.resolve()
+        self.publish_dir = self.publish_dir.resolve()
+        self.home = self.home.resolve()
+        return self
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (use `reelflow dev` for embedded servers)")
+        return self.database_url
+
+    @property
+    def broker_url(self) -> str:
+        url = self.celery_broker_url or self.redis_url
+        if not url:
+            raise ConfigError("REDIS_URL is not set (use `reelflow dev` for embedded servers)")
+        return url
+
+    @property
+    def result_backend(self) -> str:
+        url = self.celery_result_backend or self.redis_url
+        if not url:
+            raise ConfigError("REDIS_URL is not set (use `reelflow dev` for embedded servers)")
+        return url
+
+
+def load_settings() -> Settings:
+    """Settings, or a ConfigError whose one-line message names every bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
