@@ -204,9 +204,7 @@ async def claim(
         )
     if status is StepStatus.SUCCEEDED:
         outcome = ClaimOutcome.ALREADY_SUCCEEDED
-    elif status is StepStatus.RUNNING or (
-        status in STEP_CLAIMABLE and run_status in RUN_CLAIMABLE
-    ):
+    elif status is StepStatus.RUNNING or (status in STEP_CLAIMABLE and run_status in RUN_CLAIMABLE):
         # Running under a live lease, or claimed by a concurrent duplicate in between.
         outcome = ClaimOutcome.BUSY
     else:

@@ -18,7 +18,12 @@ from reelflow.errors import ConfigError
 
 def async_database_url(url: str) -> str:
     """Any PostgreSQL URL spelling, turned into the asyncpg dialect SQLAlchemy needs."""
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+asyncpg://",
+        "postgresql+psycopg://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError("must be a PostgreSQL URL (postgresql://user@host:port/dbname)")

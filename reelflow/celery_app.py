@@ -1,0 +1,60 @@
+"""The Celery app, configured from settings. `celery -A reelflow worker` finds it.
+
+Configuration is added lazily (`add_defaults`), so importing a step module does not need a
+broker URL until something actually talks to the broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from reelflow.settings import get_settings
+
+QUEUES = ("default", "gpu")
+
+#: Modules whose import registers tasks; the worker imports them at start.
+TASK_MODULES = [
+    "steps.probe",
+    "workflows.expander",
+]
+
+
+def celery_config() -> dict[str, Any]:
+    settings = get_settings()
+    transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": "default",
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_create_missing_queues": False,
+        "result_expires": 24 * 3600,
+        "result_extended": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "include": TASK_MODULES,
+    }
+
+
+app = Celery("reelflow")
+app.add_defaults(celery_config)
+
+# Worker-side wiring (signals) lives with the step runtime it sets up.
+import steps.worker_signals  # noqa: E402, F401

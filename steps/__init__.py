@@ -1,0 +1,1 @@
+"""Pipeline stages: plain typed functions made durable Celery tasks by `@step`."""

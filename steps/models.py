@@ -1,0 +1,60 @@
+"""Step I/O: the context every step receives and the artifact reference outputs carry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Artifact(BaseModel):
+    """A file a step wrote, referenced from its output by path, size and sha256."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> Artifact:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return cls(path=str(path), size=path.stat().st_size, sha256=digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may know about its own execution; nothing of Celery or SQL."""
+
+    run_id: uuid.UUID
+    key: str
+    attempt: int
+    artifact_root: Path
+    item_index: int | None = None
+
+    @property
+    def artifact_dir(self) -> Path:
+        """`ARTIFACT_ROOT/<run_id>/<step_key>/`: deterministic, so a rerun overwrites."""
+        return self.artifact_root / str(self.run_id) / self.key
+
+    @contextmanager
+    def artifact(self, name: str) -> Iterator[Path]:
+        """Yield a temporary path; on success it is renamed atomically to `artifact_dir/name`."""
+        final = self.artifact_dir / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # The extension stays last: encoders pick the container format from it.
+        tmp = final.with_name(f".tmp-{os.getpid()}-{self.attempt}-{final.name}")
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,249 @@
+"""`@step`: the one decorator that makes a typed function a durable Celery task.
+
+The task body is the claim protocol around the function: claim (and read inputs), run,
+complete or fail. A step function never sets a status, and never sees Celery or SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback as tb
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+from celery import Task
+from celery.exceptions import Ignore
+from pydantic import BaseModel
+from structlog.contextvars import bound_contextvars
+
+from db import claims
+from db.claims import ClaimOutcome
+from reelflow.celery_app import app
+from reelflow.errors import InjectedFailure, StepCancelled
+from reelflow.settings import get_settings
+from steps import runtime
+from steps.definition import StepSpec, build_kwargs, read_signature
+from steps.models import StepContext
+from steps.retry import DEFAULT_POLICY, RetryPolicy
+
+log = structlog.get_logger("reelflow.step")
+F = TypeVar("F", bound=Callable[..., BaseModel])
+
+#: Every step, by name: the compiler and the API read queues and dependencies from here.
+STEPS: dict[str, StepSpec] = {}
+
+
+def step(
+    name: str | None = None,
+    *,
+    queue: str = "default",
+    retry: RetryPolicy = DEFAULT_POLICY,
+    soft_time_limit: int | None = None,
+    time_limit: int | None = None,
+    version: int = 1,
+) -> Callable[[F], F]:
+    """Register `fn` as durable step `name` (default: the function's name)."""
+
+    def register(fn: F) -> F:
+        spec = read_signature(
+            fn,
+            name=name or fn.__name__,
+            queue=queue,
+            retry=retry,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+            version=version,
+        )
+        STEPS[spec.name] = spec
+        app.task(
+            bind=True,
+            base=StepTask,
+            name=spec.task_name,
+            queue=spec.queue,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+            max_retries=None,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            typing=False,
+            spec=spec,
+        )(_body)
+        fn.step_name = spec.name  # type: ignore[attr-defined]
+        return fn
+
+    return register
+
+
+def _body(task: StepTask, run_id: str, key: str) -> None:
+    task.execute_step(uuid.UUID(run_id), key)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child not yet reaped still answers kill(0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class StepTask(Task):  # type: ignore[misc]
+    """Bookkeeping for every step: claim, context, retry with backoff, attempt records."""
+
+    spec: StepSpec
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def _owner(self) -> str:
+        return f"{self.request.hostname or 'local'}/{os.getpid()}"
+
+    def _claim(self, run_id: uuid.UUID, key: str, steal_from: str | None = None) -> claims.Claim:
+        settings = get_settings()
+        return runtime.run_db(  # type: ignore[no-any-return]
+            claims.claim,
+            run_id=run_id,
+            key=key,
+            deps=list(self.spec.dep_names),
+            owner=self._owner(),
+            hostname=self.request.hostname or "local",
+            task_id=self.request.id or "",
+            queue=self.spec.queue,
+            lease_seconds=settings.step_lease_seconds,
+            steal_from=steal_from,
+        )
+
+    def _dead_local_owner(self, owner: str | None) -> str | None:
+        """The lease owner, if it was a process on this host that no longer lives.
+
+        A prefork child killed mid-step leaves a live lease; its message comes back at once
+        (reject_on_worker_lost), long before the lease expires. Only this host can tell
+        that the owner is dead, so only a same-host owner is taken over early.
+        """
+        if not owner or "/" not in owner:
+            return None
+        host, _, pid = owner.rpartition("/")
+        if host != (self.request.hostname or "local") or not pid.isdigit():
+            return None
+        if int(pid) == os.getpid() or _pid_alive(int(pid)):
+            return None
+        return owner
+
+    def execute_step(self, run_id: uuid.UUID, key: str) -> None:
+        with bound_contextvars(run_id=str(run_id), step_key=key, task_id=self.request.id):
+            claim = self._claim(run_id, key)
+            if claim.outcome is ClaimOutcome.BUSY:
+                dead = self._dead_local_owner(claim.lease_owner)
+                if dead:
+                    log.warning("step_lease_taken_over", previous_owner=dead)
+                    claim = self._claim(run_id, key, steal_from=dead)
+            if claim.outcome is ClaimOutcome.ALREADY_SUCCEEDED:
+                # A redelivered message: let the chain move on; the next claim absorbs it.
+                log.info("step_already_succeeded")
+                return
+            if claim.outcome is not ClaimOutcome.CLAIMED:
+                log.info("step_skipped", outcome=claim.outcome.value, status=claim.status)
+                raise Ignore()
+            with bound_contextvars(attempt=claim.attempt):
+                self._attempt(run_id, key, claim)
+
+    def _attempt(self, run_id: uuid.UUID, key: str, claim: claims.Claim) -> None:
+        settings = get_settings()
+        spec = self.spec
+        lease = runtime.Lease(run_id=run_id, key=key, attempt=claim.attempt)
+        heartbeat = runtime.Heartbeat.get(settings.step_lease_seconds)
+        heartbeat.hold(lease)
+        started = time.perf_counter()
+        log.info("step_started", step=spec.name, queue=spec.queue)
+        try:
+            injected = int((claim.params.get("fail") or {}).get(key, 0))
+            if claim.attempt <= injected:
+                raise InjectedFailure(f"injected failure {claim.attempt} of {injected} for {key}")
+            ctx = StepContext(
+                run_id=run_id,
+                key=key,
+                attempt=claim.attempt,
+                artifact_root=Path(settings.artifact_root),
+                item_index=_item_index(key),
+            )
+            kwargs = build_kwargs(
+                spec, ctx=ctx, params=claim.params, item=claim.item, inputs=claim.inputs
+            )
+            output = spec.fn(**kwargs)
+            if spec.output_type is not None and not isinstance(output, spec.output_type):
+                raise TypeError(f"step {spec.name} returned {type(output).__name__}")
+        except StepCancelled:
+            log.info("step_cancelled")
+            raise Ignore() from None
+        except Exception as exc:
+            heartbeat.release(lease)
+            self._record_failure(run_id, key, claim, exc)
+            raise  # unreachable: _record_failure raises Retry or re-raises
+        heartbeat.release(lease)
+        done = runtime.run_db(
+            claims.complete,
+            run_id=run_id,
+            key=key,
+            attempt=claim.attempt,
+            output=output.model_dump(mode="json"),
+        )
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        if not done.recorded:
+            log.warning("step_result_discarded", status=done.status, attempts=done.attempts)
+            raise Ignore()
+        log.info("step_succeeded", duration_ms=elapsed_ms, run_finished=done.run_finished)
+
+    def _record_failure(
+        self, run_id: uuid.UUID, key: str, claim: claims.Claim, exc: Exception
+    ) -> None:
+        retrying = self.spec.retry.is_transient(exc) and claim.attempt < claim.max_attempts
+        failure = claims.FailureRecord(
+            error_type=type(exc).__name__,
+            message=str(exc)[:4000],
+            traceback="".join(tb.format_exception(exc))[-20000:],
+            retrying=retrying,
+        )
+        recorded, run_failed = runtime.run_db(
+            claims.fail, run_id=run_id, key=key, attempt=claim.attempt, failure=failure
+        )
+        if not recorded:
+            log.warning("step_failure_discarded", error_type=failure.error_type)
+            raise Ignore() from exc
+        if retrying:
+            countdown = self.spec.retry.countdown(claim.attempt)
+            log.warning(
+                "step_retrying",
+                error_type=failure.error_type,
+                error=failure.message,
+                countdown_s=round(countdown, 3),
+            )
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None)
+        log.error(
+            "step_failed",
+            error_type=failure.error_type,
+            error=failure.message,
+            run_failed=run_failed,
+        )
+        raise exc
+
+
+def _item_index(key: str) -> int | None:
+    if key.endswith("]") and "[" in key:
+        index = key[key.rindex("[") + 1 : -1]
+        return int(index) if index.isdigit() else None
+    return None
+
+
+def spec_of(name: str) -> StepSpec:
+    return STEPS[name]
+
+
+__all__ = ["STEPS", "StepTask", "spec_of", "step"]

@@ -1,0 +1,52 @@
+"""Worker process lifecycle: logging, schema check, and fresh engines after every fork."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery.signals import worker_init, worker_process_init
+
+from reelflow.logs import configure_logging
+from reelflow.settings import get_settings
+from steps import runtime
+
+log = structlog.get_logger("reelflow.worker")
+
+
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    runtime.run(_check_schema())  # refuse to start on a database behind head
+    _check_visibility_timeout(settings.visibility_timeout_seconds)
+
+
+async def _check_schema() -> None:
+    from db.engine import dispose_engine, get_engine
+    from db.migrate import ensure_at_head
+
+    try:
+        await ensure_at_head(get_engine())
+    finally:
+        await dispose_engine()  # the parent keeps no connection its children could inherit
+
+
+def _check_visibility_timeout(visibility_timeout: int) -> None:
+    """A message must not be redelivered while its step may still legitimately run."""
+    from steps.task import STEPS
+
+    for spec in STEPS.values():
+        if spec.time_limit and spec.time_limit >= visibility_timeout:
+            from reelflow.errors import ConfigError
+
+            raise ConfigError(
+                f"step {spec.name} may run {spec.time_limit}s, longer than the broker's "
+                f"visibility timeout ({visibility_timeout}s): raise VISIBILITY_TIMEOUT_SECONDS"
+            )
+
+
+@worker_process_init.connect
+def _on_process_init(**_: Any) -> None:
+    runtime.after_fork()
+    configure_logging(get_settings(), force=True)

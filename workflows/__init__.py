@@ -1,0 +1,1 @@
+"""Compositions of steps, the compiler to a Celery canvas, and the run operations."""

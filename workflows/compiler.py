@@ -1,0 +1,156 @@
+"""Workflow + the run's step rows -> a Celery canvas of only the steps not yet succeeded.
+
+Pure: the same rows always give the same canvas. A map whose items do not exist yet
+compiles to an expander task standing in a chain position, in place of the whole top-level
+element that holds the map (for short_video, the chord): Celery refuses `Task.replace`
+inside a chord header, so the expander replaces itself with that element once the items
+exist (see `workflows.expander`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from celery import Signature, group
+from celery.canvas import _chain, _chord
+
+from db.states import StepStatus
+from steps.task import STEPS
+from workflows.canvas import expander_signature, step_signature
+from workflows.definition import Workflow
+from workflows.spec import Chain, Chord, Group, Map, Node, StepRef, walk
+
+
+class RowState(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def step(self) -> str: ...
+    @property
+    def status(self) -> StepStatus: ...
+    @property
+    def item_index(self) -> int | None: ...
+
+
+@dataclass
+class Compiled:
+    canvas: Signature | None
+    keys: list[str] = field(default_factory=list)  # step keys in the canvas, in order
+    heads: list[str] = field(default_factory=list)  # step keys whose messages go out first
+    expanders: list[str] = field(default_factory=list)  # maps that will expand
+
+
+@dataclass
+class _Ctx:
+    workflow: Workflow
+    run_id: uuid.UUID
+    generation: int
+    status: dict[str, StepStatus]
+    items: dict[str, list[str]]  # mapped step -> item keys in index order
+    out: Compiled
+
+
+def compile_run(
+    workflow: Workflow, run_id: uuid.UUID, rows: Iterable[RowState], generation: int
+) -> Compiled:
+    return compile_node(workflow, workflow.canvas, run_id, rows, generation, top=True)
+
+
+def compile_node(
+    workflow: Workflow,
+    node: Node,
+    run_id: uuid.UUID,
+    rows: Iterable[RowState],
+    generation: int,
+    *,
+    top: bool = False,
+) -> Compiled:
+    rows = list(rows)
+    items: dict[str, list[str]] = {}
+    for r in sorted(rows, key=lambda r: r.item_index or 0):
+        if r.item_index is not None:
+            items.setdefault(r.step, []).append(r.key)
+    ctx = _Ctx(workflow, run_id, generation, {r.key: r.status for r in rows}, items, Compiled(None))
+    if top and isinstance(node, Chain):
+        sig = _chain_with_expanders(ctx, node)
+    elif top and _unexpanded(ctx, node):
+        sig = _expander(ctx, node)
+    else:
+        sig = _compile(ctx, node)
+    ctx.out.canvas = sig
+    ctx.out.heads = _heads(sig)
+    return ctx.out
+
+
+def _unexpanded(ctx: _Ctx, node: Node) -> list[Map]:
+    return [n for n in walk(node) if isinstance(n, Map) and n.step not in ctx.items]
+
+
+def _expander(ctx: _Ctx, node: Node) -> Signature:
+    maps = _unexpanded(ctx, node)
+    ctx.out.expanders.extend(m.step for m in maps)
+    return expander_signature(ctx.run_id, maps[0].step, ctx.generation)
+
+
+def _chain_with_expanders(ctx: _Ctx, node: Chain) -> Signature | None:
+    sigs = []
+    for child in node.nodes:
+        sig = _expander(ctx, child) if _unexpanded(ctx, child) else _compile(ctx, child)
+        if sig is not None:
+            sigs.append(sig)
+    return _join(sigs, _chain)
+
+
+def _compile(ctx: _Ctx, node: Node) -> Signature | None:
+    if isinstance(node, StepRef):
+        return _step(ctx, node.name, node.name)
+    if isinstance(node, Map):
+        keys = ctx.items.get(node.step, [])
+        return _join([s for k in keys if (s := _step(ctx, node.step, k)) is not None], group)
+    if isinstance(node, Chain):
+        return _join([s for n in node.nodes if (s := _compile(ctx, n)) is not None], _chain)
+    if isinstance(node, Group):
+        return _join([s for n in node.nodes if (s := _compile(ctx, n)) is not None], group)
+    if isinstance(node, Chord):
+        header = [s for n in node.header if (s := _compile(ctx, n)) is not None]
+        flat: list[Signature] = []
+        for sig in header:  # a chord header is one flat group of tasks
+            flat.extend(sig.tasks if isinstance(sig, group) else [sig])
+        body = _compile(ctx, node.body)
+        if not flat:
+            return body
+        if body is None:
+            return _join(flat, group)
+        return _chord(group(flat), body)
+    raise TypeError(node)
+
+
+def _step(ctx: _Ctx, name: str, key: str) -> Signature | None:
+    if ctx.status.get(key) is StepStatus.SUCCEEDED:
+        return None
+    ctx.out.keys.append(key)
+    return step_signature(STEPS[name], ctx.run_id, key, ctx.generation)
+
+
+def _join(sigs: list[Signature], kind: type[_chain] | type[group]) -> Signature | None:
+    if not sigs:
+        return None
+    if len(sigs) == 1:
+        return sigs[0]
+    return kind(*sigs)
+
+
+def _heads(sig: Signature | None) -> list[str]:
+    """Step keys whose messages apply_async publishes itself (the rest follow later)."""
+    if sig is None:
+        return []
+    if isinstance(sig, (_chord, group)):
+        return [k for t in sig.tasks for k in _heads(t)]
+    if isinstance(sig, _chain):
+        return _heads(sig.tasks[0]) if sig.tasks else []
+    headers = sig.options.get("headers") or {}
+    key = headers.get("reelflow_step_key")
+    return [key] if key and not key.startswith("expand:") else []

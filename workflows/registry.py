@@ -1,0 +1,25 @@
+"""Workflows by name. Importing this module registers the shipped ones."""
+
+from __future__ import annotations
+
+from reelflow.errors import UnknownWorkflow
+from workflows.definition import Workflow
+from workflows.probe import probe_workflow
+
+WORKFLOWS: dict[str, Workflow] = {}
+
+
+def register(workflow: Workflow) -> Workflow:
+    WORKFLOWS[workflow.name] = workflow
+    return workflow
+
+
+def get_workflow(name: str) -> Workflow:
+    try:
+        return WORKFLOWS[name]
+    except KeyError:
+        known = ", ".join(sorted(WORKFLOWS)) or "none"
+        raise UnknownWorkflow(f"unknown workflow {name!r} (known: {known})") from None
+
+
+register(probe_workflow)
