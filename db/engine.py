@@ -14,16 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from reelflow.settings import get_settings
 
-_engines: dict[tuple[int, int], AsyncEngine] = {}
+_engines: dict[tuple[int, int, str], AsyncEngine] = {}
 
 
 def get_engine() -> AsyncEngine:
     """The engine of this process and running loop."""
-    loop = asyncio.get_running_loop()
-    key = (os.getpid(), id(loop))
+    url = get_settings().require_database_url()
+    key = (os.getpid(), id(asyncio.get_running_loop()), url)
     engine = _engines.get(key)
     if engine is None:
-        engine = create_engine(get_settings().require_database_url())
+        engine = create_engine(url)
         _engines[key] = engine
     return engine
 
@@ -56,7 +56,6 @@ def forget_engines() -> None:
 
 
 async def dispose_engine() -> None:
-    loop = asyncio.get_running_loop()
-    engine = _engines.pop((os.getpid(), id(loop)), None)
-    if engine is not None:
-        await engine.dispose()
+    loop_key = (os.getpid(), id(asyncio.get_running_loop()))
+    for key in [k for k in _engines if k[:2] == loop_key]:
+        await _engines.pop(key).dispose()

@@ -22,6 +22,12 @@ TASK_MODULES = [
 ]
 
 
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
+    """Each step's queue comes from its `@step(queue=...)` declaration."""
+    spec = getattr(task, "spec", None)
+    return {"queue": spec.queue} if spec is not None else None
+
+
 def celery_config() -> dict[str, Any]:
     settings = get_settings()
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
@@ -44,6 +50,7 @@ def celery_config() -> dict[str, Any]:
         "task_default_queue": "default",
         "task_queues": [Queue(name) for name in QUEUES],
         "task_create_missing_queues": False,
+        "task_routes": (route_task,),
         "result_expires": 24 * 3600,
         "result_extended": True,
         "worker_hijack_root_logger": False,

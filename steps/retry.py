@@ -67,7 +67,7 @@ def _is_transient_db_error(exc: BaseException) -> bool:
 #: Database writes from workers: ride out a restart or failover of PostgreSQL (bounded).
 db_retry = tenacity_retry(
     retry=retry_if_exception(_is_transient_db_error),
-    wait=wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.5),
+    wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
     stop=stop_after_delay(120),
     reraise=True,
 )

@@ -115,14 +115,12 @@ class Heartbeat:
                 held = list(self.leases.values())
             for lease in held:
                 try:
-                    status = run(
-                        claims.renew_lease(
-                            autocommit(get_engine()),
-                            run_id=lease.run_id,
-                            key=lease.key,
-                            attempt=lease.attempt,
-                            lease_seconds=self.lease_seconds,
-                        )
+                    status = run_db(
+                        claims.renew_lease,
+                        run_id=lease.run_id,
+                        key=lease.key,
+                        attempt=lease.attempt,
+                        lease_seconds=self.lease_seconds,
                     )
                 except Exception as exc:  # the next beat tries again; the lease has slack
                     log.warning("lease_renew_failed", step_key=lease.key, error=repr(exc))

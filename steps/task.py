@@ -63,7 +63,6 @@ def step(
             bind=True,
             base=StepTask,
             name=spec.task_name,
-            queue=spec.queue,
             soft_time_limit=soft_time_limit,
             time_limit=time_limit,
             max_retries=None,

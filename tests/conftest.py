@@ -1,0 +1,94 @@
+"""Shared fixtures: real PostgreSQL and Redis (the machine's when TEST_DATABASE_URL and
+TEST_REDIS_URL are set, embedded otherwise), a migrated template database cloned per test
+module, and a real Celery worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reelflow.settings import async_database_url, get_settings
+from tests.support import (
+    Services,
+    WorkerProcess,
+    admin_sql,
+    database_url_for,
+    migrate,
+    start_embedded_services,
+)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    db, rd = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    if db and rd:
+        yield Services(admin_url=async_database_url(db), redis_url=rd)
+        return
+    services, stop = start_embedded_services(tmp_path_factory.mktemp("services"))
+    try:
+        yield services
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(services: Services) -> Iterator[str]:
+    name = f"rf_tpl_{uuid.uuid4().hex[:8]}"
+    admin_sql(services.admin_url, f'CREATE DATABASE "{name}"')
+    migrate(database_url_for(services.admin_url, name))
+    yield name
+    admin_sql(services.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_database(services: Services, template: str) -> str:
+    name = f"rf_{uuid.uuid4().hex[:10]}"
+    admin_sql(services.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+@pytest.fixture(scope="module")
+def env(
+    services: Services, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """A fresh database for the module, and the environment pointing at it."""
+    name = fresh_database(services, template_db)
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    values = {
+        "DATABASE_URL": database_url_for(services.admin_url, name),
+        "REDIS_URL": services.redis_url,
+        "ARTIFACT_ROOT": str(artifacts),
+        "PUBLISH_DIR": str(artifacts / "published"),
+        "STEP_LEASE_SECONDS": "30",
+        "LOG_FORMAT": "json",
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    services.flush_redis()
+    try:
+        yield values
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+        admin_sql(services.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """A real `celery worker` process on both queues, for the module."""
+    log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
+    proc = WorkerProcess(env, log, name=f"test-{uuid.uuid4().hex[:6]}", concurrency=2)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -1,0 +1,189 @@
+"""The durable step engine against real PostgreSQL, Redis and a real worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+
+import pytest
+import redis
+
+from db.states import STEP_IN_FLIGHT, RunStatus, StepStatus
+from reelflow.errors import RunBusy, RunStateConflict
+from tests.support import (
+    WorkerProcess,
+    attempt_rows,
+    run_row,
+    step_rows,
+    wait_run,
+    wait_step,
+)
+from workflows.operations import cancel_run, resume_run, retry_step, start_run
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+async def _start(**params: object) -> uuid.UUID:
+    result = await start_run("probe", params)
+    return result.run.id
+
+
+async def _settled(run_id: uuid.UUID, timeout: float = 30) -> None:
+    """Wait until no step of the run is in flight (siblings of a failed step finish)."""
+    for _ in range(int(timeout * 10)):
+        if not any(s.status in STEP_IN_FLIGHT for s in (await step_rows(run_id)).values()):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("steps still in flight")
+
+
+async def test_probe_run_succeeds_once_per_step(worker: WorkerProcess) -> None:
+    run_id = await _start(width=5)
+    run = await wait_run(run_id, worker=worker)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    steps = await step_rows(run_id)
+    assert sorted(steps) == sorted(["a", "b", "c[0]", "c[1]", "c[2]", "c[3]", "c[4]", "d", "e"])
+    assert {k: (s.status, s.attempts) for k, s in steps.items()} == {
+        k: (StepStatus.SUCCEEDED, 1) for k in steps
+    }
+    assert steps["d"].output["seen"] == [f"c[{i}]" for i in range(5)]
+    assert steps["d"].output["total"] == sum(2 * (7 + i) for i in range(5))
+    attempts = await attempt_rows(run_id)
+    assert sorted(a.step_key for a in attempts) == sorted(steps)
+    assert all(a.status == "succeeded" and a.worker_hostname for a in attempts)
+    assert all(a.duration_ms is not None and a.celery_task_id for a in attempts)
+
+
+async def test_failed_map_item_resumes_without_rerunning_upstream(worker: WorkerProcess) -> None:
+    run_id = await _start(width=5, fail={"c[2]": 1}, max_attempts=1)
+    run = await wait_run(run_id, worker=worker)
+    assert run.status is RunStatus.FAILED
+    assert run.error and run.error["step"] == "c[2]"
+    await _settled(run_id)
+    steps = await step_rows(run_id)
+    assert steps["c[2]"].status is StepStatus.FAILED
+    assert steps["c[2]"].error and steps["c[2]"].error["type"] == "InjectedFailure"
+    assert (steps["d"].status, steps["d"].attempts) == (StepStatus.PENDING, 0)
+    assert (steps["e"].status, steps["e"].attempts) == (StepStatus.PENDING, 0)
+    [failed] = await attempt_rows(run_id, "c[2]")
+    assert failed.status == "failed" and failed.error_type == "InjectedFailure"
+    assert failed.traceback and "InjectedFailure" in failed.traceback
+
+    await resume_run(run_id, actor="test")
+    run = await wait_run(run_id, worker=worker)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    attempts = {k: s.attempts for k, s in (await step_rows(run_id)).items()}
+    assert attempts == {
+        "a": 1, "b": 1, "c[0]": 1, "c[1]": 1, "c[3]": 1, "c[4]": 1, "c[2]": 2, "d": 1, "e": 1,
+    }  # fmt: skip
+
+
+async def test_transient_failures_retry_with_backoff(worker: WorkerProcess) -> None:
+    run_id = await _start(width=2, fail={"b": 2}, max_attempts=3)
+    run = await wait_run(run_id, worker=worker)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    b = await attempt_rows(run_id, "b")
+    assert [a.status for a in b] == ["retrying", "retrying", "succeeded"]
+    gaps = [
+        (nxt.started_at - prev.finished_at).total_seconds()
+        for prev, nxt in zip(b, b[1:], strict=False)
+        if prev.finished_at
+    ]
+    # Probe policy: base 0.2 s doubling, at least half of it always waited.
+    assert gaps[0] >= 0.09 and gaps[1] >= 0.19, gaps
+
+
+async def test_retry_step_reruns_it_and_downstream_only(worker: WorkerProcess) -> None:
+    run_id = await _start(width=3)
+    assert (await wait_run(run_id, worker=worker)).status is RunStatus.SUCCEEDED
+    await retry_step(run_id, "c[1]", actor="test")
+    run = await wait_run(run_id, worker=worker)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    attempts = {k: s.attempts for k, s in (await step_rows(run_id)).items()}
+    assert attempts == {"a": 1, "b": 1, "c[0]": 1, "c[1]": 2, "c[2]": 1, "d": 2, "e": 2}
+
+
+def _unacked_message(redis_url: str, task_id: str) -> bytes:
+    """The in-flight message of a task, as Redis keeps it for redelivery (acks_late)."""
+    client = redis.Redis.from_url(redis_url)
+    for raw in client.hvals("unacked"):
+        payload, _exchange, _routing_key = json.loads(raw)
+        if payload["headers"]["id"] == task_id:
+            return json.dumps(payload).encode()
+    raise AssertionError(f"no unacked message for {task_id}")
+
+
+async def test_duplicate_delivery_neither_reruns_nor_fires_chord_early(
+    worker: WorkerProcess, env: dict[str, str]
+) -> None:
+    # One header task: a duplicate counted by the chord would fire d while c[0] still runs.
+    run_id = await _start(width=1, sleep_ms=1500)
+    running = await wait_step(run_id, "c[0]", lambda s: s.status is StepStatus.RUNNING)
+    message = _unacked_message(env["REDIS_URL"], running.celery_task_id or "")
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    # The same message again, chord membership and all, next in line for the idle process.
+    client.rpush("default", message)
+    await wait_step(run_id, "c[0]", lambda s: s.status is StepStatus.SUCCEEDED)
+
+    run = await wait_run(run_id, worker=worker, timeout=60)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    steps = await step_rows(run_id)
+    assert all(s.attempts == 1 for s in steps.values()), {k: s.attempts for k, s in steps.items()}
+    finished = steps["c[0]"].finished_at
+    assert finished and steps["d"].started_at and steps["d"].started_at >= finished
+    assert '"outcome": "busy"' in worker.tail(200_000)
+
+    # Now a duplicate of a succeeded header member: returns as done, runs nothing again.
+    client.rpush("default", message)
+    await asyncio.sleep(2)
+    steps = await step_rows(run_id)
+    assert all(s.attempts == 1 for s in steps.values())
+    assert len(await attempt_rows(run_id)) == len(steps)
+
+
+async def test_killed_worker_process_is_redelivered_and_completes_once(
+    worker: WorkerProcess,
+) -> None:
+    run_id = await _start(width=1, sleep_ms=1500)
+    running = await wait_step(run_id, "b", lambda s: s.status is StepStatus.RUNNING)
+    assert running.lease_owner
+    pid = int(running.lease_owner.rsplit("/", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+
+    run = await wait_run(run_id, worker=worker, timeout=60)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    b = await attempt_rows(run_id, "b")
+    assert [a.status for a in b] == ["lost", "succeeded"]
+    steps = await step_rows(run_id)
+    assert steps["b"].output["pid"] != pid
+    assert steps["b"].output["attempt"] == 2
+
+
+async def test_resume_and_retry_refused_while_running_and_cancel_stops(
+    worker: WorkerProcess,
+) -> None:
+    run_id = await _start(width=2, sleep_ms=1000)
+    await wait_step(run_id, "a", lambda s: s.status is StepStatus.RUNNING)
+    with pytest.raises(RunBusy):
+        await resume_run(run_id)
+    with pytest.raises(RunBusy):
+        await retry_step(run_id, "a")
+
+    await cancel_run(run_id, actor="test")
+    run = await run_row(run_id)
+    assert run.status is RunStatus.CANCELLED
+    await asyncio.sleep(2.5)  # long enough for b, c and d to have run had they not stopped
+    steps = await step_rows(run_id)
+    assert steps["b"].attempts == 0 and steps["e"].attempts == 0
+    assert all(s.status is StepStatus.CANCELLED for s in steps.values())
+    assert all(a.status != "running" for a in await attempt_rows(run_id))
+    with pytest.raises(RunStateConflict):
+        await cancel_run(run_id)
+
+    # A cancelled run resumes from where it stopped.
+    await resume_run(run_id, actor="test")
+    run = await wait_run(run_id, worker=worker, timeout=60)
+    assert run.status is RunStatus.SUCCEEDED, run.error

@@ -1,0 +1,177 @@
+"""Test helpers: service handles, database admin, a real worker process, waiting on runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from db import repository as repo
+from db.engine import get_engine
+from db.records import AttemptRecord, RunRecord, StepRecord
+from db.states import RUN_TERMINAL, RunStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Services:
+    admin_url: str
+    redis_url: str
+
+    def flush_redis(self) -> None:
+        redis.Redis.from_url(self.redis_url).flushdb()
+
+
+def start_embedded_services(base: Path) -> tuple[Services, Callable[[], None]]:
+    from reelflow.embedded import start_postgres, start_redis
+
+    pg = start_postgres(base / "pg")
+    rd = start_redis(base / "redis", persist=False)
+    return Services(admin_url=pg.admin_url(), redis_url=rd.url), rd.stop
+
+
+def database_url_for(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def admin_sql(url: str, sql: str) -> None:
+    async def go() -> None:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def migrate(url: str) -> None:
+    """`reelflow db upgrade`'s code path, run in a subprocess with its own event loop."""
+    subprocess.run(
+        [sys.executable, "-c", f"from db.migrate import upgrade; upgrade({url!r})"],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+class WorkerProcess:
+    """A real `celery -A reelflow worker` process."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        *,
+        name: str,
+        concurrency: int = 2,
+        queues: str = "default,gpu",
+        pool: str = "prefork",
+    ) -> None:
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.name = f"{name}@{socket.gethostname()}"
+        self.args = [
+            sys.executable, "-m", "celery", "-A", "reelflow", "worker",
+            "-Q", queues, "-c", str(concurrency), "-P", pool, "-n", self.name,
+            "-l", "INFO", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited at start:\n{self.tail()}")
+            if b" ready." in self.log.read_bytes()[offset:]:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (parent and children), as a crashed machine would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+async def run_row(run_id: uuid.UUID) -> RunRecord:
+    async with get_engine().connect() as conn:
+        run = await repo.get_run(conn, run_id=run_id)
+    assert run is not None
+    return run
+
+
+async def step_rows(run_id: uuid.UUID) -> dict[str, StepRecord]:
+    async with get_engine().connect() as conn:
+        return {s.key: s for s in await repo.get_steps(conn, run_id=run_id)}
+
+
+async def attempt_rows(run_id: uuid.UUID, key: str | None = None) -> list[AttemptRecord]:
+    async with get_engine().connect() as conn:
+        return await repo.get_attempts(conn, run_id=run_id, key=key)
+
+
+async def wait_run(
+    run_id: uuid.UUID,
+    statuses: frozenset[RunStatus] | set[RunStatus] = RUN_TERMINAL,
+    timeout: float = 60,
+    worker: WorkerProcess | None = None,
+) -> RunRecord:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await run_row(run_id)
+        if run.status in statuses:
+            return run
+        if time.monotonic() > deadline:
+            steps = {k: (s.status.value, s.attempts) for k, s in (await step_rows(run_id)).items()}
+            tail = worker.tail() if worker else ""
+            raise AssertionError(f"run {run_id} is {run.status} after {timeout}s: {steps}\n{tail}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_step(
+    run_id: uuid.UUID, key: str, predicate: Callable[[StepRecord], bool], timeout: float = 30
+) -> StepRecord:
+    deadline = time.monotonic() + timeout
+    while True:
+        step = (await step_rows(run_id)).get(key)
+        if step is not None and predicate(step):
+            return step
+        if time.monotonic() > deadline:
+            raise AssertionError(f"step {key} of {run_id} never matched: {step}")
+        await asyncio.sleep(0.05)
