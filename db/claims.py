@@ -2,6 +2,9 @@
 
 Each operation is one SQL statement (CTEs), so it is atomic and costs one round trip:
 claim-and-read-inputs, complete-and-close-attempt, fail-and-close-attempt, renew-lease.
+They run on asyncpg directly (prepared statements, no ORM layer): they are the hot path,
+paid on every step, where SQLAlchemy's per-statement overhead was several times the
+database's own time.
 Every write after the claim is guarded by `attempts = :attempt AND status = 'running'`, so
 a zombie attempt whose lease expired cannot overwrite the attempt that replaced it.
 """
@@ -14,8 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
 from db.states import (
     RUN_CLAIMABLE,
@@ -37,6 +39,7 @@ class ClaimOutcome(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Claim:
     outcome: ClaimOutcome
+    step_id: int = 0
     status: StepStatus | None = None
     run_status: RunStatus | None = None
     attempt: int = 0
@@ -48,22 +51,22 @@ class Claim:
     inputs: dict[str, list[tuple[int | None, Any]]] = field(default_factory=dict)
 
 
-_CLAIM = text(f"""
+_CLAIM = f"""
 WITH cur AS (
     SELECT s.id, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
            r.status AS run_status, r.params
     FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
-    WHERE s.run_id = :run_id AND s.key = :key
+    WHERE s.run_id = $1 AND s.key = $2
 ), claimed AS (
     UPDATE step_runs s
-    SET status = 'running', attempts = s.attempts + 1, lease_owner = :owner,
-        lease_expires_at = now() + make_interval(secs => :lease), celery_task_id = :task_id,
+    SET status = 'running', attempts = s.attempts + 1, lease_owner = $4,
+        lease_expires_at = now() + make_interval(secs => $8), celery_task_id = $6,
         started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
     FROM cur
     WHERE s.id = cur.id AND cur.run_status IN {sql_in(RUN_CLAIMABLE)}
       AND (s.status IN {sql_in(STEP_CLAIMABLE)}
            OR (s.status = 'running'
-               AND (s.lease_expires_at < now() OR s.lease_owner = CAST(:steal_from AS text))))
+               AND (s.lease_expires_at < now() OR s.lease_owner = $9::text)))
     RETURNING s.id, s.attempts
 ), lost AS (
     UPDATE step_attempts a SET status = 'lost', finished_at = now(),
@@ -74,80 +77,88 @@ WITH cur AS (
 ), att AS (
     INSERT INTO step_attempts (step_run_id, run_id, step_key, attempt, status,
                                celery_task_id, worker_hostname, queue, started_at)
-    SELECT id, CAST(:run_id AS uuid), CAST(:key AS text), attempts, 'running',
-           CAST(:task_id AS text), CAST(:hostname AS text), CAST(:queue AS text), now()
+    SELECT id, $1::uuid, $2::text, attempts, 'running',
+           $6::text, $5::text, $7::text, now()
     FROM claimed
 )
-SELECT cur.status, cur.run_status, cur.max_attempts, cur.lease_owner,
+SELECT cur.id, cur.status, cur.run_status, cur.max_attempts, cur.lease_owner,
        (SELECT attempts FROM claimed) AS claimed_attempt,
        CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN cur.params END AS params,
        cur.item,
        CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN (
-           SELECT coalesce(jsonb_agg(jsonb_build_array(u.step, u.item_index, u.output)
-                                     ORDER BY u.step, u.item_index), '[]'::jsonb)
-           FROM step_runs u WHERE u.run_id = :run_id AND u.step = ANY(CAST(:deps AS text[]))
+           SELECT coalesce(jsonb_agg(jsonb_build_array(i.step, i.item_index, i.output)
+                                     ORDER BY i.step, i.item_index), '[]'::jsonb)
+           FROM (
+               -- single steps by key (an index lookup each) ...
+               SELECT u.step, u.item_index, u.output
+               FROM unnest($3::text[]) AS k(key)
+               CROSS JOIN LATERAL (SELECT * FROM step_runs v
+                                   WHERE v.run_id = $1 AND v.key = k.key) u
+               UNION ALL
+               -- ... and every item of a mapped step, scanned only when one is read
+               SELECT u.step, u.item_index, u.output FROM step_runs u
+               WHERE cardinality($10::text[]) > 0 AND u.run_id = $1
+                 AND u.step = ANY($10::text[]) AND u.item_index IS NOT NULL
+           ) i
        ) END AS inputs
 FROM cur
-""")
+"""
 
-_COMPLETE = text("""
+_COMPLETE = """
 WITH done AS (
     UPDATE step_runs
-    SET status = 'succeeded', output = CAST(:output AS jsonb), error = NULL,
-        finished_at = now(),
+    SET status = 'succeeded', output = $4::jsonb, error = NULL, finished_at = now(),
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE run_id = :run_id AND key = :key AND attempts = :attempt AND status = 'running'
+    WHERE id = $1 AND attempts = $3 AND status = 'running'
     RETURNING id
 ), att AS (
     UPDATE step_attempts a
     SET status = 'succeeded', finished_at = now(),
         duration_ms = extract(epoch FROM now() - a.started_at) * 1000
-    FROM done WHERE a.step_run_id = done.id AND a.attempt = :attempt
+    WHERE a.step_run_id = $1 AND a.attempt = $3 AND EXISTS (SELECT 1 FROM done)
 ), fin AS (
     UPDATE workflow_runs r
     SET status = 'succeeded', finished_at = now(), updated_at = now(), error = NULL
-    WHERE r.id = :run_id AND r.status = 'running' AND EXISTS (SELECT 1 FROM done)
+    -- `status || ''`: look the run up by primary key, never by scanning running runs
+    WHERE r.id = $2 AND r.status || '' = 'running' AND EXISTS (SELECT 1 FROM done)
       AND NOT EXISTS (SELECT 1 FROM step_runs s
-                      WHERE s.run_id = :run_id AND s.key <> :key AND s.status <> 'succeeded')
+                      WHERE s.run_id = $2 AND s.id <> $1 AND s.status <> 'succeeded')
     RETURNING r.id
 )
-SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished,
-       (SELECT status FROM step_runs WHERE run_id = :run_id AND key = :key) AS status,
-       (SELECT attempts FROM step_runs WHERE run_id = :run_id AND key = :key) AS attempts
-""")
+SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished
+"""
 
-_FAIL = text("""
+_STEP_STATE = "SELECT status, attempts FROM step_runs WHERE id = $1"
+
+_FAIL = """
 WITH f AS (
     UPDATE step_runs
-    SET status = CAST(:status AS text), error = CAST(:error AS jsonb),
-        lease_owner = NULL, lease_expires_at = NULL,
-        updated_at = now(), finished_at = CASE WHEN CAST(:status AS text) = 'failed' THEN now() END
-    WHERE run_id = :run_id AND key = :key AND attempts = :attempt AND status = 'running'
+    SET status = $4::text, error = $6::jsonb, lease_owner = NULL, lease_expires_at = NULL,
+        updated_at = now(), finished_at = CASE WHEN $4::text = 'failed' THEN now() END
+    WHERE id = $1 AND attempts = $3 AND status = 'running'
     RETURNING id
 ), att AS (
     UPDATE step_attempts a
-    SET status = :attempt_status, finished_at = now(),
+    SET status = $5, finished_at = now(),
         duration_ms = extract(epoch FROM now() - a.started_at) * 1000,
-        error_type = :error_type, error_message = :error_message, traceback = :traceback
-    FROM f WHERE a.step_run_id = f.id AND a.attempt = :attempt
+        error_type = $8, error_message = $9, traceback = $10
+    WHERE a.step_run_id = $1 AND a.attempt = $3 AND EXISTS (SELECT 1 FROM f)
 ), fr AS (
     UPDATE workflow_runs
-    SET status = 'failed', error = CAST(:run_error AS jsonb), finished_at = now(),
-        updated_at = now()
-    WHERE id = :run_id AND CAST(:status AS text) = 'failed' AND status = 'running'
+    SET status = 'failed', error = $7::jsonb, finished_at = now(), updated_at = now()
+    WHERE id = $2 AND $4::text = 'failed' AND status || '' = 'running'
       AND EXISTS (SELECT 1 FROM f)
     RETURNING id
 )
 SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed
-""")
+"""
 
-_RENEW = text("""
-UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => :lease)
+_RENEW = """
+UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => $3)
 FROM workflow_runs r
-WHERE s.run_id = :run_id AND s.key = :key AND s.attempts = :attempt AND s.status = 'running'
-  AND r.id = s.run_id
+WHERE s.id = $1 AND s.attempts = $2 AND s.status = 'running' AND r.id = s.run_id
 RETURNING r.status
-""")
+"""
 
 
 def _loads(value: Any) -> Any:
@@ -155,11 +166,12 @@ def _loads(value: Any) -> Any:
 
 
 async def claim(
-    engine: AsyncEngine,
+    conn: asyncpg.Connection,
     *,
     run_id: uuid.UUID,
     key: str,
     deps: list[str],
+    mapped_deps: list[str],
     owner: str,
     hostname: str,
     task_id: str,
@@ -168,38 +180,26 @@ async def claim(
     steal_from: str | None = None,
 ) -> Claim:
     """Try to take the step for one attempt; on success, also return its inputs and params."""
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                _CLAIM,
-                {
-                    "run_id": run_id,
-                    "key": key,
-                    "deps": deps,
-                    "owner": owner,
-                    "hostname": hostname,
-                    "task_id": task_id,
-                    "queue": queue,
-                    "lease": float(lease_seconds),
-                    "steal_from": steal_from or "",
-                },
-            )
-        ).one_or_none()
+    row = await conn.fetchrow(
+        _CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
+        steal_from or "", mapped_deps,
+    )  # fmt: skip
     if row is None:
         return Claim(ClaimOutcome.NOT_RUNNABLE)
-    status, run_status = StepStatus(row.status), RunStatus(row.run_status)
-    if row.claimed_attempt is not None:
+    status, run_status = StepStatus(row["status"]), RunStatus(row["run_status"])
+    if row["claimed_attempt"] is not None:
         inputs: dict[str, list[tuple[int | None, Any]]] = {}
-        for step, index, output in _loads(row.inputs):
+        for step, index, output in _loads(row["inputs"]):
             inputs.setdefault(step, []).append((index, output))
         return Claim(
             ClaimOutcome.CLAIMED,
+            step_id=row["id"],
             status=status,
             run_status=run_status,
-            attempt=row.claimed_attempt,
-            max_attempts=row.max_attempts,
-            params=_loads(row.params) or {},
-            item=_loads(row.item),
+            attempt=row["claimed_attempt"],
+            max_attempts=row["max_attempts"],
+            params=_loads(row["params"]) or {},
+            item=_loads(row["item"]),
             inputs=inputs,
         )
     if status is StepStatus.SUCCEEDED:
@@ -209,7 +209,7 @@ async def claim(
         outcome = ClaimOutcome.BUSY
     else:
         outcome = ClaimOutcome.NOT_RUNNABLE
-    return Claim(outcome, status=status, run_status=run_status, lease_owner=row.lease_owner)
+    return Claim(outcome, status=status, run_status=run_status, lease_owner=row["lease_owner"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,20 +221,24 @@ class Completion:
 
 
 async def complete(
-    engine: AsyncEngine, *, run_id: uuid.UUID, key: str, attempt: int, output: dict[str, Any]
+    conn: asyncpg.Connection,
+    *,
+    step_id: int,
+    run_id: uuid.UUID,
+    attempt: int,
+    output: dict[str, Any],
 ) -> Completion:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                _COMPLETE,
-                {"run_id": run_id, "key": key, "attempt": attempt, "output": json.dumps(output)},
-            )
-        ).one()
+    row = await conn.fetchrow(_COMPLETE, step_id, run_id, attempt, json.dumps(output))
+    assert row is not None
+    if row["done"]:
+        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt)
+    # Not recorded: superseded by a later attempt, or cancelled. Say what happened instead.
+    now = await conn.fetchrow(_STEP_STATE, step_id)
     return Completion(
-        recorded=bool(row.done),
-        run_finished=bool(row.finished),
-        status=StepStatus(row.status) if row.status else None,
-        attempts=row.attempts,
+        recorded=False,
+        run_finished=False,
+        status=StepStatus(now["status"]) if now else None,
+        attempts=now["attempts"] if now else None,
     )
 
 
@@ -247,43 +251,38 @@ class FailureRecord:
 
 
 async def fail(
-    engine: AsyncEngine, *, run_id: uuid.UUID, key: str, attempt: int, failure: FailureRecord
+    conn: asyncpg.Connection,
+    *,
+    step_id: int,
+    run_id: uuid.UUID,
+    key: str,
+    attempt: int,
+    failure: FailureRecord,
 ) -> tuple[bool, bool]:
     """Record a failed attempt; returns (recorded, run_failed)."""
     error = {"type": failure.error_type, "message": failure.message, "attempt": attempt}
     status = StepStatus.RETRYING if failure.retrying else StepStatus.FAILED
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                _FAIL,
-                {
-                    "run_id": run_id,
-                    "key": key,
-                    "attempt": attempt,
-                    "status": status.value,
-                    "attempt_status": (
-                        AttemptStatus.RETRYING if failure.retrying else AttemptStatus.FAILED
-                    ).value,
-                    "error": json.dumps(error),
-                    "run_error": json.dumps({**error, "step": key}),
-                    "error_type": failure.error_type,
-                    "error_message": failure.message,
-                    "traceback": failure.traceback,
-                },
-            )
-        ).one()
-    return bool(row.changed), bool(row.run_failed)
+    attempt_status = AttemptStatus.RETRYING if failure.retrying else AttemptStatus.FAILED
+    row = await conn.fetchrow(
+        _FAIL,
+        step_id,
+        run_id,
+        attempt,
+        status.value,
+        attempt_status.value,
+        json.dumps(error),
+        json.dumps({**error, "step": key}),
+        failure.error_type,
+        failure.message,
+        failure.traceback,
+    )
+    assert row is not None
+    return bool(row["changed"]), bool(row["run_failed"])
 
 
 async def renew_lease(
-    engine: AsyncEngine, *, run_id: uuid.UUID, key: str, attempt: int, lease_seconds: int
+    conn: asyncpg.Connection, *, step_id: int, attempt: int, lease_seconds: int
 ) -> RunStatus | None:
     """Extend this attempt's lease; None when the attempt no longer owns the step."""
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                _RENEW,
-                {"run_id": run_id, "key": key, "attempt": attempt, "lease": float(lease_seconds)},
-            )
-        ).one_or_none()
-    return RunStatus(row.status) if row else None
+    row = await conn.fetchrow(_RENEW, step_id, attempt, float(lease_seconds))
+    return RunStatus(row["status"]) if row else None

@@ -67,7 +67,8 @@ class StepRun(Base):
             "lease_expires_at",
             postgresql_where=text("status = 'running'"),
         ),
-        Index("ix_step_runs_run_step", "run_id", "step"),
+        # "is anything of this run left?", asked by every step's completion.
+        Index("ix_step_runs_open", "run_id", postgresql_where=text("status <> 'succeeded'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -108,9 +109,9 @@ class StepAttempt(Base):
     step_run_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("step_runs.id", ondelete="CASCADE")
     )
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
-    )
+    # Denormalised for "history of a run" queries; integrity comes through step_run_id
+    # (a second foreign key here would cost every claim another trigger and row lock).
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     step_key: Mapped[str] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))

@@ -42,6 +42,10 @@ class EmbeddedPostgres:
     def psql(self, sql: str) -> str:
         return str(self.handle.psql(sql))
 
+    def stop(self) -> None:
+        """Stop the server if this process holds its last handle."""
+        self.handle.cleanup()
+
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     """Start (or join) the server whose data lives in `data_dir`; create database `reelflow`."""

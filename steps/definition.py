@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from steps.retry import DEFAULT_POLICY, RetryPolicy
 
 RESERVED = ("ctx", "params", "item")
+STEP_TASK_PREFIX = "reelflow.step."
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,18 @@ class StepSpec:
     dep_names: tuple[str, ...] = field(default=())
 
     @property
+    def single_deps(self) -> list[str]:
+        """Upstream steps read whole: their key is their name."""
+        return [d.step for d in self.deps if not d.many]
+
+    @property
+    def mapped_deps(self) -> list[str]:
+        """Upstream mapped steps, read as the list of their items' outputs."""
+        return [d.step for d in self.deps if d.many]
+
+    @property
     def task_name(self) -> str:
-        return f"reelflow.step.{self.name}"
+        return f"{STEP_TASK_PREFIX}{self.name}"
 
 
 def read_signature(

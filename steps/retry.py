@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import asyncpg
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import (
@@ -56,8 +57,17 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
-def _is_transient_db_error(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError)):
+def is_transient_db_error(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(
+        exc,
+        (
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+        ),
+    ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -66,7 +76,7 @@ def _is_transient_db_error(exc: BaseException) -> bool:
 
 #: Database writes from workers: ride out a restart or failover of PostgreSQL (bounded).
 db_retry = tenacity_retry(
-    retry=retry_if_exception(_is_transient_db_error),
+    retry=retry_if_exception(is_transient_db_error),
     wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
     stop=stop_after_delay(120),
     reraise=True,

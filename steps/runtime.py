@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,9 +17,9 @@ from typing import Any, TypeVar
 import structlog
 
 from db import claims
-from db.engine import autocommit, forget_engines, get_engine
+from db.engine import driver_connection, drop_driver_connection, forget_engines
 from db.states import RunStatus
-from steps.retry import db_retry
+from steps.retry import db_retry, is_transient_db_error
 
 T = TypeVar("T")
 log = structlog.get_logger("reelflow.runtime")
@@ -28,10 +27,19 @@ log = structlog.get_logger("reelflow.runtime")
 _local = threading.local()
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:  # a step pays two database round trips; uvloop makes each cheaper to drive
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
 def _loop() -> asyncio.AbstractEventLoop:
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or getattr(_local, "pid", None) != os.getpid() or loop.is_closed():
-        loop = asyncio.new_event_loop()
+        loop = _new_loop()
         _local.loop, _local.pid = loop, os.getpid()
     return loop
 
@@ -42,16 +50,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run_db(fn: Any, /, **kwargs: Any) -> Any:
-    """Call `fn(engine, **kwargs)` from `db.claims`, retrying transient database errors."""
+    """Call `fn(connection, **kwargs)` from `db.claims`, retrying transient database errors.
 
-    @db_retry
-    def attempt() -> Any:
-        async def go() -> Any:
-            return await fn(autocommit(get_engine()), **kwargs)
+    The first try goes straight through; only a failure pays for the retry machinery.
+    """
+    try:
+        return _call(fn, kwargs)
+    except Exception as exc:
+        if not is_transient_db_error(exc):
+            raise
+        log.warning("db_retrying", error=repr(exc))
+    return _retrying_call(fn, kwargs)
 
-        return run(go())
 
-    return attempt()
+@db_retry
+def _retrying_call(fn: Any, kwargs: dict[str, Any]) -> Any:
+    return _call(fn, kwargs)
+
+
+def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
+    async def go() -> Any:
+        conn = await driver_connection()
+        try:
+            return await fn(conn, **kwargs)
+        except BaseException:
+            if not conn.is_closed() and conn.is_in_transaction():
+                conn.terminate()  # never reuse a connection in an unknown state
+            raise
+        finally:
+            drop_driver_connection()
+
+    return run(go())
 
 
 def after_fork() -> None:
@@ -63,7 +92,7 @@ def after_fork() -> None:
 
 @dataclass
 class Lease:
-    run_id: uuid.UUID
+    step_id: int
     key: str
     attempt: int
     cancelled: bool = False
@@ -83,7 +112,7 @@ class Heartbeat:
     def __init__(self, lease_seconds: int) -> None:
         self.lease_seconds = lease_seconds
         self.interval = max(1.0, lease_seconds / 3)
-        self.leases: dict[tuple[uuid.UUID, str, int], Lease] = {}
+        self.leases: dict[tuple[int, int], Lease] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="reelflow-heartbeat", daemon=True)
@@ -103,11 +132,11 @@ class Heartbeat:
 
     def hold(self, lease: Lease) -> None:
         with self.lock:
-            self.leases[(lease.run_id, lease.key, lease.attempt)] = lease
+            self.leases[(lease.step_id, lease.attempt)] = lease
 
     def release(self, lease: Lease) -> None:
         with self.lock:
-            self.leases.pop((lease.run_id, lease.key, lease.attempt), None)
+            self.leases.pop((lease.step_id, lease.attempt), None)
 
     def _loop(self) -> None:
         while not self.stop.wait(self.interval):
@@ -117,8 +146,7 @@ class Heartbeat:
                 try:
                     status = run_db(
                         claims.renew_lease,
-                        run_id=lease.run_id,
-                        key=lease.key,
+                        step_id=lease.step_id,
                         attempt=lease.attempt,
                         lease_seconds=self.lease_seconds,
                     )

@@ -111,7 +111,8 @@ class StepTask(Task):  # type: ignore[misc]
             claims.claim,
             run_id=run_id,
             key=key,
-            deps=list(self.spec.dep_names),
+            deps=self.spec.single_deps,
+            mapped_deps=self.spec.mapped_deps,
             owner=self._owner(),
             hostname=self.request.hostname or "local",
             task_id=self.request.id or "",
@@ -157,7 +158,7 @@ class StepTask(Task):  # type: ignore[misc]
     def _attempt(self, run_id: uuid.UUID, key: str, claim: claims.Claim) -> None:
         settings = get_settings()
         spec = self.spec
-        lease = runtime.Lease(run_id=run_id, key=key, attempt=claim.attempt)
+        lease = runtime.Lease(step_id=claim.step_id, key=key, attempt=claim.attempt)
         heartbeat = runtime.Heartbeat.get(settings.step_lease_seconds)
         heartbeat.hold(lease)
         started = time.perf_counter()
@@ -189,8 +190,8 @@ class StepTask(Task):  # type: ignore[misc]
         heartbeat.release(lease)
         done = runtime.run_db(
             claims.complete,
+            step_id=claim.step_id,
             run_id=run_id,
-            key=key,
             attempt=claim.attempt,
             output=output.model_dump(mode="json"),
         )
@@ -211,7 +212,12 @@ class StepTask(Task):  # type: ignore[misc]
             retrying=retrying,
         )
         recorded, run_failed = runtime.run_db(
-            claims.fail, run_id=run_id, key=key, attempt=claim.attempt, failure=failure
+            claims.fail,
+            step_id=claim.step_id,
+            run_id=run_id,
+            key=key,
+            attempt=claim.attempt,
+            failure=failure,
         )
         if not recorded:
             log.warning("step_failure_discarded", error_type=failure.error_type)

@@ -83,7 +83,9 @@ def env(
 
 
 @pytest.fixture(scope="module")
-def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def worker(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     """A real `celery worker` process on both queues, for the module."""
     log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
     proc = WorkerProcess(env, log, name=f"test-{uuid.uuid4().hex[:6]}", concurrency=2)

@@ -41,7 +41,12 @@ def start_embedded_services(base: Path) -> tuple[Services, Callable[[], None]]:
 
     pg = start_postgres(base / "pg")
     rd = start_redis(base / "redis", persist=False)
-    return Services(admin_url=pg.admin_url(), redis_url=rd.url), rd.stop
+
+    def stop() -> None:
+        rd.stop()
+        pg.stop()
+
+    return Services(admin_url=pg.admin_url(), redis_url=rd.url), stop
 
 
 def database_url_for(url: str, name: str) -> str:
@@ -97,7 +102,11 @@ class WorkerProcess:
         offset = self.log.stat().st_size if self.log.exists() else 0
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
-            self.args, env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+            self.args,
+            env=self.env,
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

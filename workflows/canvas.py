@@ -22,16 +22,21 @@ def task_id(run_id: uuid.UUID, key: str, generation: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{run_id}/{key}/{generation}"))
 
 
-def step_signature(spec: StepSpec, run_id: uuid.UUID, key: str, generation: int) -> Signature:
-    return app.signature(
+def step_signature(
+    spec: StepSpec, run_id: uuid.UUID, key: str, generation: int, *, in_chord_header: bool
+) -> Signature:
+    """A step's message. Only chord header members keep a Celery result: the chord counts
+    them. Everywhere else PostgreSQL holds the outcome, so the result backend is skipped
+    (no STARTED or SUCCESS writes to Redis on every hop)."""
+    sig = app.signature(
         spec.task_name,
         args=(str(run_id), key),
         immutable=True,
-        queue=spec.queue,
         task_id=task_id(run_id, key, generation),
-        argsrepr=f"(run_id={run_id}, key={key!r})",
-        headers={"reelflow_run_id": str(run_id), "reelflow_step_key": key},
     )
+    if not in_chord_header:
+        sig.set(ignore_result=True)
+    return sig
 
 
 def expander_signature(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signature:
@@ -40,8 +45,5 @@ def expander_signature(run_id: uuid.UUID, mapped_step: str, generation: int) -> 
         EXPAND_TASK,
         args=(str(run_id), mapped_step),
         immutable=True,
-        queue="default",
         task_id=task_id(run_id, key, generation),
-        argsrepr=f"(run_id={run_id}, map={mapped_step!r})",
-        headers={"reelflow_run_id": str(run_id), "reelflow_step_key": key},
     )

@@ -18,6 +18,7 @@ from celery import Signature, group
 from celery.canvas import _chain, _chord
 
 from db.states import StepStatus
+from steps.definition import STEP_TASK_PREFIX
 from steps.task import STEPS
 from workflows.canvas import expander_signature, step_signature
 from workflows.definition import Workflow
@@ -104,22 +105,26 @@ def _chain_with_expanders(ctx: _Ctx, node: Chain) -> Signature | None:
     return _join(sigs, _chain)
 
 
-def _compile(ctx: _Ctx, node: Node) -> Signature | None:
+def _compile(ctx: _Ctx, node: Node, header: bool = False) -> Signature | None:
+    """`header`: the node sits in a chord header, where Celery results must be kept."""
     if isinstance(node, StepRef):
-        return _step(ctx, node.name, node.name)
+        return _step(ctx, node.name, node.name, header)
     if isinstance(node, Map):
         keys = ctx.items.get(node.step, [])
-        return _join([s for k in keys if (s := _step(ctx, node.step, k)) is not None], group)
+        sigs = [s for k in keys if (s := _step(ctx, node.step, k, header)) is not None]
+        return _join(sigs, group)
     if isinstance(node, Chain):
-        return _join([s for n in node.nodes if (s := _compile(ctx, n)) is not None], _chain)
+        sigs = [s for n in node.nodes if (s := _compile(ctx, n, header)) is not None]
+        return _join(sigs, _chain)
     if isinstance(node, Group):
-        return _join([s for n in node.nodes if (s := _compile(ctx, n)) is not None], group)
+        sigs = [s for n in node.nodes if (s := _compile(ctx, n, header)) is not None]
+        return _join(sigs, group)
     if isinstance(node, Chord):
-        header = [s for n in node.header if (s := _compile(ctx, n)) is not None]
+        header_sigs = [s for n in node.header if (s := _compile(ctx, n, True)) is not None]
         flat: list[Signature] = []
-        for sig in header:  # a chord header is one flat group of tasks
+        for sig in header_sigs:  # a chord header is one flat group of tasks
             flat.extend(sig.tasks if isinstance(sig, group) else [sig])
-        body = _compile(ctx, node.body)
+        body = _compile(ctx, node.body, header)
         if not flat:
             return body
         if body is None:
@@ -128,11 +133,11 @@ def _compile(ctx: _Ctx, node: Node) -> Signature | None:
     raise TypeError(node)
 
 
-def _step(ctx: _Ctx, name: str, key: str) -> Signature | None:
+def _step(ctx: _Ctx, name: str, key: str, header: bool) -> Signature | None:
     if ctx.status.get(key) is StepStatus.SUCCEEDED:
         return None
     ctx.out.keys.append(key)
-    return step_signature(STEPS[name], ctx.run_id, key, ctx.generation)
+    return step_signature(STEPS[name], ctx.run_id, key, ctx.generation, in_chord_header=header)
 
 
 def _join(sigs: list[Signature], kind: type[_chain] | type[group]) -> Signature | None:
@@ -151,6 +156,4 @@ def _heads(sig: Signature | None) -> list[str]:
         return [k for t in sig.tasks for k in _heads(t)]
     if isinstance(sig, _chain):
         return _heads(sig.tasks[0]) if sig.tasks else []
-    headers = sig.options.get("headers") or {}
-    key = headers.get("reelflow_step_key")
-    return [key] if key and not key.startswith("expand:") else []
+    return [sig.args[1]] if sig.task.startswith(STEP_TASK_PREFIX) else []

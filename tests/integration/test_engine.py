@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -89,7 +90,7 @@ async def test_transient_failures_retry_with_backoff(worker: WorkerProcess) -> N
     assert [a.status for a in b] == ["retrying", "retrying", "succeeded"]
     gaps = [
         (nxt.started_at - prev.finished_at).total_seconds()
-        for prev, nxt in zip(b, b[1:], strict=False)
+        for prev, nxt in itertools.pairwise(b)
         if prev.finished_at
     ]
     # Probe policy: base 0.2 s doubling, at least half of it always waited.

@@ -1,0 +1,79 @@
+"""Shared by the benchmarks: servers (given or embedded), migrations and a worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def bench_environment(
+    tmp: Path, *, include: str | None = None, concurrency: int = 2, queues: str = "default,gpu"
+) -> Iterator[None]:
+    stops = []
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        from reelflow.embedded import start_postgres, start_redis
+
+        pg = start_postgres(tmp / "pg")
+        rd = start_redis(tmp / "redis", persist=False)
+        os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = pg.url, rd.url
+        stops = [rd.stop, pg.stop]
+    os.environ.setdefault("ARTIFACT_ROOT", str(tmp / "artifacts"))
+    os.environ.setdefault("PUBLISH_DIR", str(tmp / "published"))
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("LOG_FORMAT", "json")
+
+    from reelflow.settings import get_settings
+
+    get_settings.cache_clear()
+    from db.migrate import upgrade
+
+    upgrade(get_settings().require_database_url())
+
+    log = tmp / "worker.log"
+    args = [
+        sys.executable, "-m", "celery", "-A", "reelflow", "worker", "-Q", queues,
+        "-c", str(concurrency), "-l", os.environ["LOG_LEVEL"], "-n", f"bench-{os.getpid()}@%h",
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    if include:
+        args += ["-I", include]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as fh:
+        worker = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_ready(worker, log)
+        yield
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        for stop in stops:
+            stop()
+
+
+def _wait_ready(worker: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    from celery import Celery
+
+    from reelflow.celery_app import app
+
+    assert isinstance(app, Celery)
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited:\n{log.read_text()[-3000:]}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise SystemExit(f"worker not ready:\n{log.read_text()[-3000:]}")

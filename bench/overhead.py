@@ -1,0 +1,114 @@
+"""What does durability cost? The same work as raw Celery no-op tasks and as reelflow steps.
+
+A 200-step chain and a 500-wide chord, each run both ways on the same broker, database and
+worker, interleaved round by round so machine noise hits both alike. Raw runs are awaited
+on their final result (Redis backend); durable runs on their run row in PostgreSQL, which
+is where reelflow keeps outcomes (steps outside chord headers store no Celery result).
+Run creation (inserting the step rows) counts toward the durable time. Prints one JSON
+line last.
+
+    python bench/overhead.py [--rounds 3]
+
+Uses DATABASE_URL / REDIS_URL when set, the embedded servers otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import bench_environment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bench_environment(Path(tmp), include="bench.overhead_tasks", concurrency=2),
+    ):
+        from celery import chain, chord, group
+
+        from bench.overhead_tasks import CHAIN_LENGTH, FANOUT_WIDTH, noop
+        from db.engine import driver_connection
+        from steps import runtime
+        from workflows.operations import start_run
+
+        def raw_chain() -> float:
+            started = time.perf_counter()
+            chain(*[noop.si() for _ in range(CHAIN_LENGTH)]).apply_async().get(timeout=300)
+            return time.perf_counter() - started
+
+        def raw_chord() -> float:
+            started = time.perf_counter()
+            chord(group(noop.si() for _ in range(FANOUT_WIDTH)), noop.si()).apply_async().get(
+                timeout=300
+            )
+            return time.perf_counter() - started
+
+        async def finished(run_id: uuid.UUID) -> None:
+            conn = await driver_connection()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                status = await conn.fetchval(
+                    "SELECT status FROM workflow_runs WHERE id = $1", run_id
+                )
+                if status == "succeeded":
+                    return
+                if status in ("failed", "cancelled"):
+                    raise SystemExit(f"bench run {run_id} {status}")
+                await asyncio.sleep(0.02)
+            raise SystemExit(f"bench run {run_id} did not finish")
+
+        def durable(workflow: str) -> float:
+            started = time.perf_counter()
+            run = runtime.run(start_run(workflow, {}, actor="bench")).run
+            runtime.run(finished(run.id))
+            return time.perf_counter() - started
+
+        durable("bench_chain")  # warm up both paths
+        raw_chain()
+        results: dict[str, list[float]] = {"rc": [], "dc": [], "rf": [], "df": []}
+        for _ in range(args.rounds):
+            results["rc"].append(raw_chain())
+            results["dc"].append(durable("bench_chain"))
+            results["rf"].append(raw_chord())
+            results["df"].append(durable("bench_fanout"))
+            print(json.dumps({k: round(v[-1], 3) for k, v in results.items()}), flush=True)
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    raw_step_ms = med["rc"] / CHAIN_LENGTH * 1000
+    durable_step_ms = med["dc"] / CHAIN_LENGTH * 1000
+    print(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "chain_length": CHAIN_LENGTH,
+                "fanout_width": FANOUT_WIDTH,
+                "raw_step_ms": round(raw_step_ms, 3),
+                "durable_step_ms": round(durable_step_ms, 3),
+                "ratio": round(durable_step_ms / raw_step_ms, 3),
+                "chord_raw_s": round(med["rf"], 3),
+                "chord_durable_s": round(med["df"], 3),
+                "chord_ratio": round(med["df"] / med["rf"], 3),
+                "pid": os.getpid(),
+                "run": str(uuid.uuid4())[:8],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The state machine and retry policy: pure logic."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from pydantic import BaseModel
+
+from db.states import (
+    RUN_CLAIMABLE,
+    STEP_CLAIMABLE,
+    STEP_TERMINAL,
+    RunStatus,
+    StepStatus,
+    run_can_move,
+    sql_in,
+    step_can_move,
+)
+from reelflow.errors import InjectedFailure, PermanentStepError
+from steps.retry import RetryPolicy
+from workflows.definition import Workflow
+from workflows.spec import chain
+
+
+def test_step_lifecycle_moves() -> None:
+    assert step_can_move(StepStatus.PENDING, StepStatus.QUEUED)
+    assert step_can_move(StepStatus.RUNNING, StepStatus.RETRYING)
+    assert step_can_move(StepStatus.RETRYING, StepStatus.RUNNING)
+    assert step_can_move(StepStatus.FAILED, StepStatus.PENDING)
+    assert not step_can_move(StepStatus.SUCCEEDED, StepStatus.RUNNING)
+    assert not step_can_move(StepStatus.PENDING, StepStatus.SUCCEEDED)
+    for terminal in STEP_TERMINAL:
+        assert not step_can_move(terminal, StepStatus.CANCELLED)
+
+
+def test_run_lifecycle_moves() -> None:
+    assert run_can_move(RunStatus.FAILED, RunStatus.RUNNING)
+    assert run_can_move(RunStatus.CANCELLED, RunStatus.RUNNING)
+    assert not run_can_move(RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def test_claimable_sets_exclude_terminal_states() -> None:
+    assert not STEP_CLAIMABLE & STEP_TERMINAL
+    assert RunStatus.CANCELLED not in RUN_CLAIMABLE
+    assert sql_in(frozenset({StepStatus.QUEUED, StepStatus.PENDING})) == "('pending', 'queued')"
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    policy = RetryPolicy(max_attempts=5, backoff_base=1.0, backoff_max=10.0)
+    rng = random.Random(1)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 10.0)]:
+        for _ in range(50):
+            delay = policy.countdown(attempt, rng)
+            assert ceiling / 2 <= delay <= ceiling
+    assert RetryPolicy(jitter=False, backoff_base=0.5).countdown(3) == 2.0
+
+
+def test_transient_versus_permanent() -> None:
+    policy = RetryPolicy()
+    assert policy.is_transient(InjectedFailure())
+    assert policy.is_transient(RuntimeError("CUDA out of memory"))
+    assert not policy.is_transient(PermanentStepError())
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_workflow_rejects_inputs_that_do_not_run_before() -> None:
+    class P(BaseModel):
+        pass
+
+    with pytest.raises(ValueError, match="reads"):
+        Workflow(name="bad", version=1, canvas=chain("b", "a"), params_model=P)
+    with pytest.raises(ValueError, match="unknown step"):
+        Workflow(name="bad", version=1, canvas=chain("nope"), params_model=P)
