@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,8 +19,10 @@ from db.models import RunEvent, StepAttempt, StepRun, WorkflowRun
 from db.records import AttemptRecord, EventRecord, NewStep, RunRecord, StepRecord
 from db.states import RunStatus, StepStatus
 
-runs, steps_t = WorkflowRun.__table__, StepRun.__table__
-attempts_t, events_t = StepAttempt.__table__, RunEvent.__table__
+runs = cast(Table, WorkflowRun.__table__)
+steps_t = cast(Table, StepRun.__table__)
+attempts_t = cast(Table, StepAttempt.__table__)
+events_t = cast(Table, RunEvent.__table__)
 
 
 async def create_run(

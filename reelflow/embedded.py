@@ -50,10 +50,10 @@ class EmbeddedPostgres:
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     """Start (or join) the server whose data lives in `data_dir`; create database `reelflow`."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
-    import pgserver
+    from pgserver import get_server  # type: ignore[attr-defined]
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    handle = pgserver.get_server(data_dir, cleanup_mode="stop")
+    handle = get_server(data_dir, cleanup_mode="stop")
     exists = handle.psql("SELECT 1 FROM pg_database WHERE datname = 'reelflow';")
     if "(1 row)" not in exists:
         handle.psql("CREATE DATABASE reelflow;")

@@ -66,28 +66,28 @@ def _trace(ctx: StepContext) -> dict[str, object]:
 @step(retry=PROBE_RETRY)
 def a(ctx: StepContext, params: ProbeParams) -> AOut:
     _pause(params)
-    return AOut(**_trace(ctx), seed=7)  # type: ignore[arg-type]
+    return AOut(**_trace(ctx), seed=7)
 
 
 @step(retry=PROBE_RETRY)
 def b(ctx: StepContext, params: ProbeParams, a: AOut) -> BOut:
     _pause(params)
-    return BOut(**_trace(ctx), items=[a.seed + i for i in range(params.width)])  # type: ignore[arg-type]
+    return BOut(**_trace(ctx), items=[a.seed + i for i in range(params.width)])
 
 
 @step(retry=PROBE_RETRY)
 def c(ctx: StepContext, params: ProbeParams, item: int) -> COut:
     _pause(params)
-    return COut(**_trace(ctx), value=item * 2)  # type: ignore[arg-type]
+    return COut(**_trace(ctx), value=item * 2)
 
 
 @step(retry=PROBE_RETRY)
 def d(ctx: StepContext, params: ProbeParams, c: list[COut]) -> DOut:
     _pause(params)
-    return DOut(**_trace(ctx), total=sum(x.value for x in c), seen=[x.key for x in c])  # type: ignore[arg-type]
+    return DOut(**_trace(ctx), total=sum(x.value for x in c), seen=[x.key for x in c])
 
 
 @step(retry=PROBE_RETRY)
 def e(ctx: StepContext, params: ProbeParams, d: DOut) -> EOut:
     _pause(params)
-    return EOut(**_trace(ctx), total=d.total)  # type: ignore[arg-type]
+    return EOut(**_trace(ctx), total=d.total)

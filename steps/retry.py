@@ -49,9 +49,9 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(attempt - 1, 0))
         if not self.jitter:
-            return ceiling
+            return float(ceiling)
         # Half fixed, half jitter: a floor keeps retries from bunching at zero.
-        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+        return float(ceiling / 2 + (rng or random).uniform(0, ceiling / 2))
 
 
 DEFAULT_POLICY = RetryPolicy()

@@ -12,7 +12,7 @@ import traceback as tb
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from celery import Task
@@ -59,18 +59,21 @@ def step(
             version=version,
         )
         STEPS[spec.name] = spec
-        app.task(
-            bind=True,
-            base=StepTask,
-            name=spec.task_name,
-            soft_time_limit=soft_time_limit,
-            time_limit=time_limit,
-            max_retries=None,
-            acks_late=True,
-            reject_on_worker_lost=True,
-            typing=False,
-            spec=spec,
-        )(_body)
+        options: dict[str, Any] = {
+            "bind": True,
+            "base": StepTask,
+            "name": spec.task_name,
+            "max_retries": None,
+            "acks_late": True,
+            "reject_on_worker_lost": True,
+            "typing": False,
+            "spec": spec,
+        }
+        if soft_time_limit is not None:
+            options["soft_time_limit"] = soft_time_limit
+        if time_limit is not None:
+            options["time_limit"] = time_limit
+        app.task(**options)(_body)
         fn.step_name = spec.name  # type: ignore[attr-defined]
         return fn
 
@@ -95,7 +98,7 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-class StepTask(Task):  # type: ignore[misc]
+class StepTask(Task):  # type: ignore[type-arg]
     """Bookkeeping for every step: claim, context, retry with backoff, attempt records."""
 
     spec: StepSpec

@@ -33,7 +33,21 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     try:
         yield services
     finally:
+        _close_celery_clients()
         stop()
+
+
+def _close_celery_clients() -> None:
+    """Stop the result listener and pools of this process's Celery app before Redis goes."""
+    import gc
+
+    from reelflow.celery_app import app
+
+    gc.collect()  # AsyncResult.__del__ unsubscribes over Redis: let it happen while Redis runs
+    consumer = getattr(app.backend, "result_consumer", None)
+    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+        consumer.stop()
+    app.close()
 
 
 @pytest.fixture(scope="session")

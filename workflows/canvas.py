@@ -8,6 +8,7 @@ it may have sent (to revoke them) without storing anything first.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from celery import Signature
 
@@ -28,15 +29,10 @@ def step_signature(
     """A step's message. Only chord header members keep a Celery result: the chord counts
     them. Everywhere else PostgreSQL holds the outcome, so the result backend is skipped
     (no STARTED or SUCCESS writes to Redis on every hop)."""
-    sig = app.signature(
-        spec.task_name,
-        args=(str(run_id), key),
-        immutable=True,
-        task_id=task_id(run_id, key, generation),
-    )
+    options: dict[str, Any] = {"task_id": task_id(run_id, key, generation)}
     if not in_chord_header:
-        sig.set(ignore_result=True)
-    return sig
+        options["ignore_result"] = True
+    return app.signature(spec.task_name, args=(str(run_id), key), immutable=True, **options)
 
 
 def expander_signature(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signature:

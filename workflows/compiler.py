@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from celery import Signature, group
-from celery.canvas import _chain, _chord
+from celery import chord as _chord
+from celery.canvas import _chain
 
 from db.states import StepStatus
 from steps.definition import STEP_TASK_PREFIX
@@ -156,4 +157,4 @@ def _heads(sig: Signature | None) -> list[str]:
         return [k for t in sig.tasks for k in _heads(t)]
     if isinstance(sig, _chain):
         return _heads(sig.tasks[0]) if sig.tasks else []
-    return [sig.args[1]] if sig.task.startswith(STEP_TASK_PREFIX) else []
+    return [sig.args[1]] if str(sig.task).startswith(STEP_TASK_PREFIX) else []

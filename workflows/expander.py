@@ -96,7 +96,7 @@ async def expand(run_id: uuid.UUID, mapped_step: str) -> Signature | None:
 
 
 @app.task(bind=True, name=EXPAND_TASK, acks_late=True, reject_on_worker_lost=True, typing=False)
-def expand_map(self: Task, run_id: str, mapped_step: str) -> Any:
+def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str) -> Any:
     with bound_contextvars(run_id=run_id, step_key=f"expand:{mapped_step}"):
         try:
             sig = runtime.run(expand(uuid.UUID(run_id), mapped_step))
