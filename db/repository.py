@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -140,6 +140,47 @@ async def count_by_status(conn: AsyncConnection) -> dict[str, dict[str, int]]:
         stmt = select(table.c.status, func.count()).group_by(table.c.status)
         out[name] = {status: n for status, n in await conn.execute(stmt)}
     return out
+
+
+async def attempt_duration_buckets(
+    conn: AsyncConnection, buckets_ms: Sequence[float]
+) -> dict[tuple[str, str], tuple[list[int], float, int]]:
+    """Finished attempts per (step, queue): cumulative counts per bucket, sum, count."""
+    step = func.regexp_replace(attempts_t.c.step_key, r"\[\d+\]$", "")
+    columns = [
+        func.count().filter(attempts_t.c.duration_ms <= bound).label(f"b{i}")
+        for i, bound in enumerate(buckets_ms)
+    ]
+    stmt = (
+        select(
+            step.label("step"),
+            func.coalesce(attempts_t.c.queue, "default").label("queue"),
+            func.coalesce(func.sum(attempts_t.c.duration_ms), 0).label("total"),
+            func.count().label("n"),
+            *columns,
+        )
+        .where(attempts_t.c.duration_ms.is_not(None))
+        .group_by(text("1"), text("2"))
+    )
+    out = {}
+    for row in await conn.execute(stmt):
+        m = row._mapping
+        out[(m["step"], m["queue"])] = (
+            [int(m[f"b{i}"]) for i in range(len(buckets_ms))],
+            float(m["total"]),
+            int(m["n"]),
+        )
+    return out
+
+
+async def retries_by_step(conn: AsyncConnection) -> dict[str, int]:
+    step = func.regexp_replace(attempts_t.c.step_key, r"\[\d+\]$", "")
+    stmt = (
+        select(step.label("step"), func.count())
+        .where(attempts_t.c.status == "retrying")
+        .group_by(text("1"))
+    )
+    return {s: int(n) for s, n in await conn.execute(stmt)}
 
 
 async def set_run_status(

@@ -63,5 +63,7 @@ def celery_config() -> dict[str, Any]:
 app = Celery("reelflow")
 app.add_defaults(celery_config)
 
-# Worker-side wiring (signals) lives with the step runtime it sets up.
+# Worker-side wiring (signals, the `inspect steps` command) lives with the step runtime.
+import steps.control  # noqa: E402
+
 import steps.worker_signals  # noqa: E402, F401

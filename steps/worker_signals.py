@@ -6,7 +6,7 @@ import gc
 from typing import Any
 
 import structlog
-from celery.signals import worker_init, worker_process_init
+from celery.signals import before_task_publish, worker_init, worker_process_init
 
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
@@ -54,3 +54,18 @@ def _on_process_init(**_: Any) -> None:
     # Everything imported so far lives as long as the process: keep the collector from
     # rescanning it on every full collection (and from touching copy-on-write pages).
     gc.freeze()
+
+
+@before_task_publish.connect
+def _name_the_step(
+    sender: str | None = None, headers: Any = None, body: Any = None, **_: Any
+) -> None:
+    """Put the run id and step key in the message headers, where monitors look for them."""
+    from steps.definition import STEP_TASK_PREFIX
+
+    if not sender or not sender.startswith(STEP_TASK_PREFIX) or headers is None:
+        return
+    args = body[0] if isinstance(body, (list, tuple)) and body else None
+    if isinstance(args, (list, tuple)) and len(args) >= 2:
+        headers["reelflow_run_id"], headers["reelflow_step_key"] = str(args[0]), str(args[1])
+        headers["argsrepr"] = f"run_id={args[0]} step={args[1]}"

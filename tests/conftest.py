@@ -14,6 +14,7 @@ import pytest
 
 from reelflow.settings import async_database_url, get_settings
 from tests.support import (
+    ApiProcess,
     Services,
     WorkerProcess,
     admin_sql,
@@ -103,6 +104,19 @@ def worker(
     """A real `celery worker` process on both queues, for the module."""
     log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
     proc = WorkerProcess(env, log, name=f"test-{uuid.uuid4().hex[:6]}", concurrency=2)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def api(
+    env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    """The HTTP API in its own process, against the module's database and worker."""
+    proc = ApiProcess(env, Path(tmp_path_factory.mktemp("api")) / "api.log")
     proc.start()
     try:
         yield proc

@@ -1,0 +1,114 @@
+"""Every error as `application/problem+json` (RFC 9457) with a stable `code`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reelflow.errors import (
+    DispatchFailed,
+    InvalidParams,
+    ReelflowError,
+    RunNotFound,
+    RunStateConflict,
+    SchemaBehind,
+    StepNotFound,
+    UnknownWorkflow,
+)
+
+log = structlog.get_logger("reelflow.api")
+PROBLEM = "application/problem+json"
+
+STATUS: dict[type[ReelflowError], int] = {
+    RunNotFound: 404,
+    StepNotFound: 404,
+    UnknownWorkflow: 422,
+    InvalidParams: 422,
+    RunStateConflict: 409,
+    DispatchFailed: 503,
+    SchemaBehind: 503,
+}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"about:blank#{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _status_of(exc: ReelflowError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+async def _reelflow_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ReelflowError)
+    status = _status_of(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InvalidParams):
+        extra["errors"] = exc.errors
+    if isinstance(exc, UnknownWorkflow):
+        extra["errors"] = [{"field": "workflow", "message": exc.message}]
+    if isinstance(exc, RunStateConflict) and exc.status:
+        extra["run_status"] = str(exc.status)
+    title = (type(exc).__doc__ or type(exc).__name__).strip().splitlines()[0]
+    return problem(status, title, exc.message, code=exc.code, **extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+            "message": str(e.get("msg", "invalid")),
+        }
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+    return problem(422, "Request is invalid", detail, code="validation_error", errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(
+        exc.status_code,
+        str(exc.detail),
+        str(exc.detail),
+        code=code.get(exc.status_code, "http_error"),
+        headers=headers,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("api_unhandled_error", path=request.url.path)
+    return problem(500, "Internal error", "the server failed; see its log", code="internal")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ReelflowError, _reelflow_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

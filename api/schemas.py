@@ -1,0 +1,144 @@
+"""Request and response models of the API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from db.records import AttemptRecord, RunRecord, StepRecord
+from db.states import RunStatus, StepStatus
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL cannot store NUL characters in text or JSON: refuse them at the edge."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k)
+            _no_nul(v)
+    if isinstance(value, list):
+        for v in value:
+            _no_nul(v)
+    return value
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str = Field(min_length=1, max_length=100, examples=["probe"])
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"width": 3}])
+
+    @field_validator("workflow", "params")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        return _no_nul(value)
+
+
+class RunOut(BaseModel):
+    id: uuid.UUID
+    workflow: str
+    workflow_version: int
+    params: dict[str, Any]
+    status: RunStatus
+    error: dict[str, Any] | None
+    resume_count: int
+    idempotency_key: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunOut:
+        return cls.model_validate(run.model_dump())
+
+
+class StepOut(BaseModel):
+    key: str
+    step: str
+    status: StepStatus
+    attempts: int
+    max_attempts: int
+    queue: str
+    item_index: int | None
+    output: Any
+    error: dict[str, Any] | None
+    celery_task_id: str | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+
+    @classmethod
+    def of(cls, step: StepRecord) -> StepOut:
+        return cls.model_validate({**step.model_dump(), "duration_ms": step.duration_ms})
+
+
+class RunDetail(RunOut):
+    steps: list[StepOut]
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    status: str
+    celery_task_id: str | None
+    worker_hostname: str | None
+    queue: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+    @classmethod
+    def of(cls, attempt: AttemptRecord) -> AttemptOut:
+        return cls.model_validate(attempt.model_dump())
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class PlanOut(BaseModel):
+    run_id: uuid.UUID
+    operation: str
+    dry_run: bool = True
+    run: list[str] = Field(description="step keys that would run")
+    skip: dict[str, str] = Field(description="step keys that would not run, and why")
+
+
+class StepInfo(BaseModel):
+    name: str
+    queue: str
+    max_attempts: int
+    reads: list[str]
+    mapped_over: str | None = None
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    version: int
+    description: str
+    steps: list[StepInfo]
+    params_schema: dict[str, Any]
+
+
+class CheckOut(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class WorkersOut(CheckOut):
+    names: list[str] = []
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: CheckOut
+    broker: CheckOut
+    workers: WorkersOut

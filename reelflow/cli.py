@@ -1,0 +1,297 @@
+"""`reelflow`: run the service and drive runs from a terminal. Talks to PostgreSQL and the
+broker directly, so it works without the API. Every command takes `--json`.
+
+Bad input ends with one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from typer._click import exceptions as click_errors
+from typer.exceptions import Abort, Exit
+
+from reelflow import render
+from reelflow.errors import ReelflowError
+
+T = TypeVar("T")
+app = typer.Typer(
+    name="reelflow",
+    help="Durable short-video pipeline on Celery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+class CliError(Exception):
+    """An error already phrased for the person at the terminal."""
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _run_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise CliError(f"{value!r} is not a run id (a UUID)") from None
+
+
+def _parse_param(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise CliError(f"--param takes key=value, got {item!r}")
+    try:
+        return key, json.loads(raw)  # numbers, booleans, objects: {"c[2]": 1}
+    except json.JSONDecodeError:
+        return key, raw
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address (default API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default API_PORT)")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from reelflow.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "default,gpu",
+    concurrency: Annotated[int | None, typer.Option(help="processes (default: CPUs)")] = None,
+    hostname: Annotated[str | None, typer.Option(help="worker name, e.g. gpu1@%h")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+) -> None:
+    """Run a Celery worker (both queues unless told otherwise)."""
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "reelflow",
+        "worker",
+        "-Q",
+        queues,
+        "-l",
+        loglevel,
+    ]
+    if concurrency:
+        args += ["-c", str(concurrency)]
+    if hostname:
+        args += ["-n", hostname]
+    os.execv(sys.executable, args)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Migrate the database to the latest schema (or REVISION)."""
+    from db.migrate import upgrade
+    from reelflow.settings import get_settings
+
+    upgrade(get_settings().require_database_url(), revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command("run")
+def run_cmd(
+    workflow: Annotated[str, typer.Argument(help="workflow name, e.g. short_video")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="same key, same run")] = None,
+    wait: Annotated[bool, typer.Option(help="follow the steps until the run ends")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a run."""
+    from api.schemas import RunOut
+    from workflows.operations import start_run
+
+    params = dict(_parse_param(p) for p in param or [])
+    result = _run(start_run(workflow, params, idempotency_key=idempotency_key, actor="cli"))
+    if not wait:
+        if as_json:
+            render.emit_json(RunOut.of(result.run))
+        else:
+            typer.echo(f"run {result.run.id} {result.run.status.value}")
+        return
+    from reelflow.follow import follow
+
+    final = _run(follow(result.run.id, quiet=as_json))
+    if as_json:
+        render.emit_json(RunOut.of(final))
+    raise typer.Exit(0 if final.status.value == "succeeded" else 1)
+
+
+@app.command()
+def runs(
+    status: Annotated[str | None, typer.Option(help="pending, running, succeeded, ...")] = None,
+    workflow: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    from api.schemas import RunOut
+    from db import repository as repo
+    from db.engine import get_engine
+    from db.states import RunStatus
+
+    try:
+        wanted = RunStatus(status) if status else None
+    except ValueError:
+        raise CliError(f"unknown status {status!r}") from None
+
+    async def go() -> list[Any]:
+        async with get_engine().connect() as conn:
+            return await repo.list_runs(conn, status=wanted, workflow=workflow, limit=limit)
+
+    found = [RunOut.of(r) for r in _run(go())]
+    if as_json:
+        render.emit_json(found)
+    else:
+        render.console.print(render.runs_table(found))
+
+
+@app.command()
+def show(run: Annotated[str, typer.Argument(help="run id")], as_json: JsonOpt = False) -> None:
+    """A run and its steps."""
+    from api.schemas import RunDetail, RunOut, StepOut
+    from reelflow.follow import load
+
+    record, steps = _run(load(_run_id(run)))
+    detail = RunDetail(**RunOut.of(record).model_dump(), steps=[StepOut.of(s) for s in steps])
+    if as_json:
+        render.emit_json(detail)
+        return
+    render.console.print(
+        f"run {detail.id}  {detail.workflow} v{detail.workflow_version}  "
+        f"{render._status(detail.status.value)}  resumes {detail.resume_count}"
+    )
+    if detail.error:
+        render.console.print(f"error: {detail.error.get('message')}", markup=False)
+    render.console.print(render.steps_table(detail.steps))
+
+
+@app.command()
+def history(
+    run: Annotated[str, typer.Argument(help="run id")],
+    step: Annotated[str, typer.Argument(help="step key, e.g. render_scene[1]")],
+    traceback: Annotated[bool, typer.Option(help="print each failure's traceback")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The attempt history of one step."""
+    from api.schemas import AttemptOut
+    from reelflow.follow import attempts
+
+    found = [AttemptOut.of(a) for a in _run(attempts(_run_id(run), step))]
+    if as_json:
+        render.emit_json(found)
+        return
+    render.console.print(render.attempts_table(found))
+    if traceback:
+        for a in found:
+            if a.traceback:
+                render.console.print(f"--- attempt {a.attempt}\n{a.traceback}", markup=False)
+
+
+def _operation_output(result: Any, as_json: bool) -> None:
+    from api.schemas import PlanOut, RunOut
+    from workflows.operations import Plan
+
+    if isinstance(result, Plan):
+        plan = PlanOut(
+            run_id=result.run_id, operation=result.operation, run=result.run, skip=result.skip
+        )
+        if as_json:
+            render.emit_json(plan)
+        else:
+            typer.echo(f"would run: {', '.join(plan.run) or 'nothing'}")
+            for key, why in plan.skip.items():
+                typer.echo(f"  skip {key}: {why}")
+        return
+    if as_json:
+        render.emit_json(RunOut.of(result))
+    else:
+        typer.echo(f"run {result.id} {result.status.value}")
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="run id")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan only")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every step of a failed or cancelled run that has not succeeded."""
+    from workflows.operations import resume_run
+
+    _operation_output(_run(resume_run(_run_id(run), actor="cli", dry_run=dry_run)), as_json)
+
+
+@app.command()
+def retry(
+    run: Annotated[str, typer.Argument(help="run id")],
+    step: Annotated[str, typer.Argument(help="step key")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan only")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rerun one step and everything downstream of it."""
+    from workflows.operations import retry_step
+
+    _operation_output(_run(retry_step(_run_id(run), step, actor="cli", dry_run=dry_run)), as_json)
+
+
+@app.command()
+def cancel(run: Annotated[str, typer.Argument(help="run id")], as_json: JsonOpt = False) -> None:
+    """Cancel a run: its queued and running steps stop."""
+    from workflows.operations import cancel_run
+
+    _operation_output(_run(cancel_run(_run_id(run), actor="cli")), as_json)
+
+
+def main() -> None:
+    try:
+        result = app(standalone_mode=False)
+        if isinstance(result, int) and result:  # --help and friends return their exit code
+            raise SystemExit(result)
+    except Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Abort:
+        sys.stderr.write("aborted\n")
+        raise SystemExit(130) from None
+    except click_errors.NoArgsIsHelpError as exc:
+        sys.stdout.write((exc.ctx.get_help() if exc.ctx else "") + "\n")
+        raise SystemExit(2) from None
+    except click_errors.ClickException as exc:
+        sys.stderr.write(f"error: {exc.format_message()}\n")
+        raise SystemExit(exc.exit_code) from None
+    except (CliError, ReelflowError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(1) from None
+    except OSError as exc:  # database or broker unreachable
+        sys.stderr.write(f"error: cannot reach a server: {exc}\n")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

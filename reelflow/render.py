@@ -1,0 +1,86 @@
+"""Terminal output for the CLI: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "running": "cyan",
+    "retrying": "yellow",
+    "queued": "blue",
+    "cancelled": "magenta",
+    "pending": "dim",
+    "lost": "red",
+}
+
+
+def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json")
+    elif isinstance(value, dict):
+        data = value
+    else:
+        data = [v.model_dump(mode="json") for v in value]
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _status(value: str) -> str:
+    return f"[{STYLE.get(value, 'white')}]{value}[/]"
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.0f} ms" if value is not None else "-"
+
+
+def runs_table(runs: Sequence[Any]) -> Table:
+    table = Table("run", "workflow", "status", "created", "resumes")
+    for r in runs:
+        table.add_row(
+            str(r.id), r.workflow, _status(r.status.value), _when(r.created_at), str(r.resume_count)
+        )
+    return table
+
+
+def steps_table(steps: Sequence[Any]) -> Table:
+    table = Table("step", "queue", "status", "attempts", "duration", "error")
+    for s in steps:
+        error = (s.error or {}).get("message", "") if s.error else ""
+        table.add_row(
+            s.key,
+            s.queue,
+            _status(s.status.value),
+            f"{s.attempts}/{s.max_attempts}",
+            _ms(s.duration_ms),
+            error[:60],
+        )
+    return table
+
+
+def attempts_table(attempts: Sequence[Any]) -> Table:
+    table = Table("attempt", "status", "worker", "started", "duration", "error")
+    for a in attempts:
+        error = f"{a.error_type}: {a.error_message}" if a.error_type else ""
+        table.add_row(
+            str(a.attempt),
+            _status(a.status),
+            a.worker_hostname or "-",
+            _when(a.started_at),
+            _ms(a.duration_ms),
+            error[:70],
+        )
+    return table
