@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import Problem
 from reelflow.errors import (
     DispatchFailed,
     InvalidParams,
@@ -23,6 +24,18 @@ from reelflow.errors import (
 
 log = structlog.get_logger("reelflow.api")
 PROBLEM = "application/problem+json"
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error codes, all answered as problem+json."""
+    return {
+        code: {
+            "model": Problem,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for code in codes
+    }
+
 
 STATUS: dict[type[ReelflowError], int] = {
     RunNotFound: 404,

@@ -142,3 +142,15 @@ class HealthOut(BaseModel):
     database: CheckOut
     broker: CheckOut
     workers: WorkersOut
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="stable machine-readable error code")
+    errors: list[dict[str, str]] | None = Field(None, description="one per invalid field")
+    run_status: str | None = Field(None, description="the run's state, on 409")

@@ -65,5 +65,4 @@ app.add_defaults(celery_config)
 
 # Worker-side wiring (signals, the `inspect steps` command) lives with the step runtime.
 import steps.control  # noqa: E402
-
 import steps.worker_signals  # noqa: E402, F401

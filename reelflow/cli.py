@@ -36,6 +36,19 @@ app.add_typer(db_app, name="db")
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")] = False,
+) -> None:
+    """Logs go to stderr (stdout stays clean for --json), warnings only unless -v."""
+    from reelflow.logs import configure_logging
+    from reelflow.settings import get_settings
+
+    settings = get_settings()
+    level = settings.log_level if verbose else "WARNING"
+    configure_logging(settings.model_copy(update={"log_level": level}))
+
+
 class CliError(Exception):
     """An error already phrased for the person at the terminal."""
 

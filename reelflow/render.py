@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output is not wrapped at 80 columns: a log line or grep should see whole cells.
+console = Console(width=None if sys.stdout.isatty() else 200)
 STYLE = {
     "succeeded": "green",
     "failed": "red",

@@ -13,13 +13,14 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from api.problems import documented
 from api.schemas import CheckOut, HealthOut, WorkersOut
 from db import repository as repo
 from db.engine import get_engine
 from reelflow.celery_app import QUEUES, app
 from reelflow.settings import get_settings
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=documented(500))
 
 
 async def _database() -> CheckOut:

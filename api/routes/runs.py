@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import Actor, Conn
+from api.problems import documented
 from api.schemas import AttemptOut, PlanOut, RunCreate, RunDetail, RunOut, RunPage, StepOut
 from db import repository as repo
 from db.engine import get_engine
@@ -22,7 +23,9 @@ from reelflow.errors import InvalidParams, RunNotFound, StepNotFound
 from workflows import operations
 from workflows.operations import Plan
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/runs", tags=["runs"], responses=documented(401, 404, 409, 413, 422, 500, 503)
+)
 
 StepKey = Annotated[str, Path(max_length=200, pattern=r"^[^\x00]+$", examples=["c[2]"])]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.problems import documented
 from api.schemas import StepInfo, WorkflowOut
 from workflows.registry import WORKFLOWS
 
-router = APIRouter(tags=["workflows"])
+router = APIRouter(tags=["workflows"], responses=documented(500))
 
 
 @router.get("/workflows", response_model=list[WorkflowOut])

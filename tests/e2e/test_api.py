@@ -79,7 +79,13 @@ def test_probe_failed_inspected_resumed_and_retried_over_http(client: httpx.Clie
     assert retried.status_code == 202
     run = wait_status(client, run_id, {"succeeded"})
     counts = attempts_of(run)
-    assert (counts["c[1]"], counts["d"], counts["e"], counts["a"], counts["c[0]"]) == (2, 2, 2, 1, 1)
+    assert (counts["c[1]"], counts["d"], counts["e"], counts["a"], counts["c[0]"]) == (
+        2,
+        2,
+        2,
+        1,
+        1,
+    )
 
     events = [e for e in client.get(f"/runs/{run_id}/steps").json()]
     assert len(events) == 9

@@ -1,0 +1,180 @@
+"""The engine scenario through the `reelflow` command alone, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT, WorkerProcess
+
+pytestmark = pytest.mark.usefixtures("worker")
+REELFLOW = [sys.executable, "-c", "from reelflow.cli import main; main()"]
+
+
+def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*REELFLOW, *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if ok:
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+def show(env: dict[str, str], run_id: str) -> dict[str, Any]:
+    return json.loads(cli(env, "show", run_id, "--json").stdout)
+
+
+def wait_idle(env: dict[str, str], run_id: str) -> dict[str, Any]:
+    for _ in range(300):
+        run = show(env, run_id)
+        busy = [s for s in run["steps"] if s["status"] in ("queued", "running", "retrying")]
+        if run["status"] not in ("running", "pending") and not busy:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(run)
+
+
+def test_fail_inspect_resume_retry_through_the_cli(env: dict[str, str]) -> None:
+    started = cli(
+        env,
+        "run",
+        "probe",
+        "-p",
+        "width=5",
+        "-p",
+        'fail={"c[2]": 1}',
+        "-p",
+        "max_attempts=1",
+        "--wait",
+        "--json",
+        ok=False,
+    )
+    assert started.returncode == 1, started.stderr  # --wait exits 1 when the run fails
+    run = json.loads(started.stdout)
+    run_id = run["id"]
+    assert run["status"] == "failed"
+    run = wait_idle(env, run_id)
+
+    history = json.loads(cli(env, "history", run_id, "c[2]", "--json").stdout)
+    assert history[0]["error_type"] == "InjectedFailure" and history[0]["traceback"]
+    table = cli(env, "history", run_id, "c[2]").stdout
+    assert "InjectedFailure" in table
+
+    plan = json.loads(cli(env, "resume", run_id, "--dry-run", "--json").stdout)
+    assert sorted(plan["run"]) == ["c[2]", "d", "e"]
+    cli(env, "resume", run_id)
+    run = wait_idle(env, run_id)
+    assert run["status"] == "succeeded"
+    counts = {s["key"]: s["attempts"] for s in run["steps"]}
+    assert counts == {
+        "a": 1,
+        "b": 1,
+        "c[0]": 1,
+        "c[1]": 1,
+        "c[2]": 2,
+        "c[3]": 1,
+        "c[4]": 1,
+        "d": 1,
+        "e": 1,
+    }
+
+    cli(env, "retry", run_id, "c[1]")
+    run = wait_idle(env, run_id)
+    counts = {s["key"]: s["attempts"] for s in run["steps"]}
+    assert (counts["c[1]"], counts["d"], counts["e"], counts["c[0]"]) == (2, 2, 2, 1)
+
+    listed = json.loads(cli(env, "runs", "--workflow", "probe", "--json").stdout)
+    assert run_id in {r["id"] for r in listed}
+    assert run_id in cli(env, "runs").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "not-a-uuid"], "not a run id"),
+        (["show", "00000000-0000-0000-0000-000000000000"], "no run"),
+        (["run", "nope"], "unknown workflow"),
+        (["run", "probe", "-p", "width=wide"], "width"),
+        (["run", "probe", "-p", "novalue"], "key=value"),
+        (["runs", "--status", "sideways"], "unknown status"),
+        (["frobnicate"], "No such command"),
+        (["history", "00000000-0000-0000-0000-000000000000", "a"], "no run"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(
+    env: dict[str, str], args: list[str], message: str
+) -> None:
+    done = cli(env, *args, ok=False)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: WorkerProcess) -> None:
+    started = json.loads(cli(env, "run", "probe", "-p", "sleep_ms=2500", "--json").stdout)
+    run_id = started["id"]
+    for _ in range(100):
+        if show(env, run_id)["steps"][0]["status"] == "running":
+            break
+        time.sleep(0.1)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "reelflow",
+            "inspect",
+            "steps",
+            "--json",
+            "-d",
+            worker.name,
+            "-t",
+            "5",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    replies = json.loads(done.stdout)
+    running = replies[worker.name]
+    assert {"run_id": run_id, "step_key": "a"}.items() <= running[0].items(), running
+    assert running[0]["attempt"] == 1 and running[0]["started_at"]
+
+    active = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "reelflow",
+            "inspect",
+            "active",
+            "--json",
+            "-d",
+            worker.name,
+            "-t",
+            "5",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run_id in active.stdout
