@@ -18,6 +18,12 @@ QUEUES = ("default", "gpu")
 #: Modules whose import registers tasks; the worker imports them at start.
 TASK_MODULES = [
     "steps.probe",
+    "steps.trends",
+    "steps.script",
+    "steps.voice",
+    "steps.render",
+    "steps.compose",
+    "steps.publish",
     "workflows.expander",
 ]
 

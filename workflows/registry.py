@@ -5,6 +5,7 @@ from __future__ import annotations
 from reelflow.errors import UnknownWorkflow
 from workflows.definition import Workflow
 from workflows.probe import probe_workflow
+from workflows.short_video import short_video_workflow
 
 WORKFLOWS: dict[str, Workflow] = {}
 
@@ -23,3 +24,4 @@ def get_workflow(name: str) -> Workflow:
 
 
 register(probe_workflow)
+register(short_video_workflow)

@@ -1,0 +1,78 @@
+"""With the broker down the API answers 503 at once and keeps the run; after the broker
+returns, resuming the run completes it. Uses a Redis of its own, which it stops."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelflow.embedded import EmbeddedRedis, start_redis
+from tests.support import ApiProcess, WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    env: dict[str, str], own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[httpx.Client, EmbeddedRedis]]:
+    local = {**env, "REDIS_URL": own_redis.url}
+    logs = Path(tmp_path_factory.mktemp("outage"))
+    worker = WorkerProcess(local, logs / "worker.log", name="outage", concurrency=1)
+    api = ApiProcess(local, logs / "api.log")
+    worker.start()
+    api.start()
+    try:
+        yield httpx.Client(base_url=api.url, timeout=30), own_redis
+    finally:
+        api.stop()
+        worker.stop()
+
+
+def test_broker_outage_gives_503_and_keeps_the_run(
+    stack: tuple[httpx.Client, EmbeddedRedis],
+) -> None:
+    client, redis_server = stack
+    redis_server.stop()
+
+    started = time.monotonic()
+    response = client.post("/runs", json={"workflow": "probe", "params": {"width": 2}})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert elapsed < 5, elapsed
+    assert response.headers["content-type"] == "application/problem+json"
+
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["broker"]["ok"] is False
+    assert health.json()["database"]["ok"] is True
+
+    kept = client.get("/runs", params={"status": "pending"}).json()["items"]
+    assert len(kept) == 1
+    run_id = kept[0]["id"]
+
+    restarted = start_redis(redis_server.data_dir, port=redis_server.port, persist=False)
+    redis_server.process = restarted.process
+    deadline = time.monotonic() + 60
+    while client.get("/health").json()["workers"]["ok"] is not True:
+        assert time.monotonic() < deadline, "worker did not reconnect"
+        time.sleep(0.5)
+
+    assert client.post(f"/runs/{run_id}/resume").status_code == 202
+    while (run := client.get(f"/runs/{run_id}").json())["status"] != "succeeded":
+        assert run["status"] in ("running", "pending"), run
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.2)
+    assert all(s["attempts"] == 1 for s in run["steps"])
