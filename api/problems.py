@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import Problem
 from reelflow.errors import (
+    ArtifactNotFound,
     DispatchFailed,
     InvalidParams,
     ReelflowError,
@@ -39,6 +40,7 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 STATUS: dict[type[ReelflowError], int] = {
     RunNotFound: 404,
+    ArtifactNotFound: 404,
     StepNotFound: 404,
     UnknownWorkflow: 422,
     InvalidParams: 422,

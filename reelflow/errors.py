@@ -6,6 +6,7 @@ ReelflowError
 ├── UnknownWorkflow             no workflow of that name
 ├── InvalidParams               params rejected by the workflow's params model
 ├── RunNotFound / StepNotFound  no such run or step
+├── ArtifactNotFound            no such file of a run, or a path outside its folder
 ├── RunStateConflict            the run's state forbids the operation (HTTP 409)
 │   └── RunBusy                 the run (or one of its steps) is still running
 ├── DispatchFailed              the broker did not take the messages (HTTP 503)
@@ -73,6 +74,12 @@ class StepNotFound(ReelflowError):
     """The run has no step with that key."""
 
     code = "step_not_found"
+
+
+class ArtifactNotFound(ReelflowError):
+    """The run has no such artifact (or the path leads outside the run's folder)."""
+
+    code = "artifact_not_found"
 
 
 class RunStateConflict(ReelflowError):

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     dispatch_timeout_seconds: float = Field(
         3.0, gt=0, le=60, description="How long the API waits for the broker"
     )
+    x264_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
+    ] = Field("superfast", description="libx264 speed/size trade-off for scene segments")
+    x264_threads: int = Field(1, ge=0, le=64, description="encoder threads per scene (0: auto)")
     trends_source: str = Field(
         "builtin", description="builtin, a path to a JSON/CSV file, or an http(s) CSV URL"
     )

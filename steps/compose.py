@@ -27,18 +27,23 @@ def _video_packets(paths: list[Path], out_stream: Any) -> list[tuple[float, Any]
         with av.open(str(path)) as source:
             stream = source.streams.video[0]
             tb = stream.time_base
-            duration = float(stream.frames / stream.average_rate) if stream.frames else 0.0
+            assert tb is not None
             shift = round(offset / tb)
             for packet in source.demux(stream):
-                if packet.dts is None:
+                if packet.dts is None or packet.pts is None:
                     continue
                 packet.pts += shift
                 packet.dts += shift
                 packet.stream = out_stream
                 packet.time_base = tb
                 packets.append((float(packet.dts * tb), packet))
-            offset += duration
+            offset += _duration(stream)
     return packets
+
+
+def _duration(stream: Any) -> float:
+    """Seconds of video in a segment, from its frame count and rate."""
+    return float(stream.frames / stream.average_rate) if stream.frames else 0.0
 
 
 def _audio_packets(wav: Path, out_stream: Any, duration: float) -> list[tuple[float, Any]]:
@@ -60,7 +65,7 @@ def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
     with av.open(str(segments[0])) as first:
         template = first.streams.video[0]
         frame = next(first.decode(template))
-        frame.to_image().save(thumb, format="PNG")
+        frame.to_image().save(thumb, format="PNG")  # type: ignore[no-untyped-call]
         with av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as target:
             video = target.add_stream_from_template(template)
             audio = target.add_stream("aac", rate=AUDIO_RATE, layout="mono")
@@ -68,8 +73,7 @@ def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
             duration = 0.0
             for path in segments:
                 with av.open(str(path)) as source:
-                    s = source.streams.video[0]
-                    duration += float(s.frames / s.average_rate)
+                    duration += _duration(source.streams.video[0])
             merged = _video_packets(segments, video) + _audio_packets(wav, audio, duration)
             merged.sort(key=lambda pair: pair[0])
             for _, packet in merged:

@@ -123,17 +123,17 @@ class ScenePainter:
         """The low-resolution background at time t, (lh, lw, 3) uint8 RGB."""
         top, bottom, accent, rows, diag = self._consts
         motion = self.scene.style.motion
-        shift = 0.12 * math.sin(2 * math.pi * t / 4.0) if motion == "drift" else 0.0
-        gain = 1.0 + (0.08 * math.sin(2 * math.pi * t / 1.5) if motion == "pulse" else 0.0)
-        centre = (t / 3.0) % 1.5 - 0.25
-        shift, gain, centre = np.float32(shift), np.float32(gain), np.float32(centre)
+        shift = np.float32(0.12 * math.sin(2 * math.pi * t / 4.0) if motion == "drift" else 0.0)
+        pulse = 0.08 * math.sin(2 * math.pi * t / 1.5) if motion == "pulse" else 0.0
+        gain, centre = np.float32(1.0 + pulse), np.float32((t / 3.0) % 1.5 - 0.25)
         if self.device is None:
             mix = np.clip(rows + shift, 0.0, 1.0)[..., None]
             img = np.clip((top + (bottom - top) * mix) * gain, 0.0, 255.0)
             slot = np.clip(((diag - centre + 2.0) * _LUT_STEPS).astype(np.int32), 0, 4095)
             band = _BAND_LUT[slot][..., None]
             img = img + (accent - img) * band
-            return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+            out: np.ndarray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+            return out
         import torch
 
         mix = torch.clamp(rows + float(shift), 0.0, 1.0)[..., None]

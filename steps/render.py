@@ -7,30 +7,27 @@ in parallel, one per worker process. Same scene, same bytes.
 
 from __future__ import annotations
 
-import os
-
 import av
 
+from reelflow.settings import get_settings
 from steps.frames import ScenePainter, torch_device
 from steps.models import Artifact, StepContext
 from steps.retry import RetryPolicy
 from steps.task import step
 from steps.video_models import Scene, Segment, ShortVideoParams
 
-X264_PRESET = os.environ.get("REELFLOW_X264_PRESET", "veryfast")
-X264_THREADS = os.environ.get("REELFLOW_X264_THREADS", "1")
-
 
 def encode_scene(painter: ScenePainter, path: str) -> int:
     """Write every frame of the scene to `path`; returns the frame count."""
+    settings = get_settings()
     with av.open(path, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=painter.fps)
         stream.width, stream.height = painter.w, painter.h
         stream.pix_fmt = "yuv420p"
         stream.codec_context.options = {
-            "preset": X264_PRESET,
+            "preset": settings.x264_preset,
             "crf": "21",
-            "threads": X264_THREADS,
+            "threads": str(settings.x264_threads),
             "tune": "stillimage",
             # Macroblock-tree rate control reads memory the encoder never initialises, so
             # the same frames came out as different bytes from run to run. Without it the

@@ -97,7 +97,7 @@ def synthesize_voice(ctx: StepContext, params: ShortVideoParams, write_script: S
     with ctx.artifact("voice.wav") as tmp:
         write_wav(tmp, samples)
     return VoiceOut(
-        engine=engine,  # type: ignore[arg-type]
+        engine=engine,
         sample_rate=RATE,
         duration_s=total / RATE,
         audio=Artifact.of(ctx.artifact_dir / "voice.wav"),

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from api.deps import Actor, Conn
 from api.problems import documented
@@ -19,7 +19,8 @@ from api.schemas import AttemptOut, PlanOut, RunCreate, RunDetail, RunOut, RunPa
 from db import repository as repo
 from db.engine import get_engine
 from db.states import RUN_TERMINAL, RunStatus
-from reelflow.errors import InvalidParams, RunNotFound, StepNotFound
+from reelflow.errors import ArtifactNotFound, InvalidParams, RunNotFound, StepNotFound
+from reelflow.settings import get_settings
 from workflows import operations
 from workflows.operations import Plan
 
@@ -152,6 +153,22 @@ async def retry(
 @router.post("/{run_id}/cancel", status_code=202, response_model=RunOut)
 async def cancel(run_id: uuid.UUID, actor: Actor) -> RunOut:
     return RunOut.of(await operations.cancel_run(run_id, actor=actor))
+
+
+@router.get("/{run_id}/artifacts/{path:path}", response_class=FileResponse)
+async def artifact(
+    run_id: uuid.UUID,
+    path: Annotated[str, Path(max_length=500, pattern=r"^[^\x00]+$")],
+    conn: Conn,
+) -> FileResponse:
+    """A file a step of the run wrote, e.g. `compose_video/video.mp4`. Read-only; paths
+    that resolve outside the run's folder are refused."""
+    await _run(conn, run_id)
+    root = (get_settings().artifact_root / str(run_id)).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise ArtifactNotFound(f"run {run_id} has no artifact {path!r}")
+    return FileResponse(target)
 
 
 @router.get("/{run_id}/events", response_class=StreamingResponse)

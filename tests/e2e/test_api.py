@@ -180,3 +180,33 @@ def test_workflows_health_and_metrics(client: httpx.Client) -> None:
     assert 'reelflow_runs{status="succeeded"}' in metrics
     assert "reelflow_step_duration_seconds_bucket" in metrics
     assert 'reelflow_queue_depth{queue="gpu"}' in metrics
+
+
+def test_artifacts_are_served_read_only_and_never_outside_the_run(
+    client: httpx.Client, env: dict[str, str]
+) -> None:
+    from pathlib import Path
+
+    run_id = client.post("/runs", json={"workflow": "probe", "params": {"width": 1}}).json()["id"]
+    folder = Path(env["ARTIFACT_ROOT"]) / run_id / "b"
+    folder.mkdir(parents=True)
+    (folder / "note.txt").write_text("hello")
+    secret = Path(env["ARTIFACT_ROOT"]) / "secret.txt"
+    secret.write_text("not yours")
+    (folder / "escape.txt").symlink_to(secret)
+
+    ok = client.get(f"/runs/{run_id}/artifacts/b/note.txt")
+    assert ok.status_code == 200 and ok.text == "hello"
+    assert client.put(f"/runs/{run_id}/artifacts/b/note.txt").status_code == 405
+    for path in [
+        "../secret.txt",
+        "b/../../secret.txt",
+        "%2e%2e/secret.txt",
+        "b/escape.txt",
+        "/etc/passwd",
+        "b",
+        "nope.txt",
+    ]:
+        response = client.get(f"/runs/{run_id}/artifacts/{path}")
+        assert response.status_code == 404, (path, response.text)
+        assert response.headers["content-type"] == PROBLEM
