@@ -121,6 +121,65 @@ def worker(
     os.execv(sys.executable, args)
 
 
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="also make a short_video and print its path")] = False,
+    host: Annotated[str | None, typer.Option(help="API address (default API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default API_PORT)")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
+    """Everything on this machine: PostgreSQL, Redis, a worker and the API."""
+    from reelflow import dev as devstack
+    from reelflow.settings import get_settings
+
+    settings = get_settings()
+    stack = devstack.start(
+        settings,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        concurrency=concurrency,
+    )
+    home = settings.reelflow_home
+    typer.echo(f"reelflow dev is up (data in {home}, logs in {home / 'logs'})")
+    typer.echo(f"  API      {stack.api_url}  (docs at {stack.api_url}/docs)")
+    typer.echo(f"  database {stack.env['DATABASE_URL']}")
+    typer.echo(f"  redis    {stack.env['REDIS_URL']}")
+    code = 0
+    try:
+        if demo:
+            code = _demo(stack)
+        else:
+            typer.echo("Ctrl-C stops everything.")
+            code = devstack.wait_for_signal(stack)
+    finally:
+        typer.echo("stopping...")
+        stack.shutdown()
+    raise typer.Exit(code)
+
+
+def _demo(stack: Any) -> int:
+    """Submit a short_video run over HTTP, follow it, print where the video is."""
+    import httpx
+
+    from reelflow.follow import follow
+
+    response = httpx.post(
+        f"{stack.api_url}/runs", json={"workflow": "short_video", "params": {}}, timeout=30
+    )
+    if response.status_code != 201:
+        raise CliError(f"the API refused the demo run: {response.text}")
+    run_id = uuid.UUID(response.json()["id"])
+    typer.echo(f"run {run_id}: short_video (30 s, 720x1280)")
+    final = _run(follow(run_id))
+    if final.status.value != "succeeded":
+        typer.echo(f"the demo run {final.status.value}: reelflow show {run_id}", err=True)
+        return 1
+    steps = httpx.get(f"{stack.api_url}/runs/{run_id}", timeout=30).json()["steps"]
+    published = next(s for s in steps if s["key"] == "publish")["output"]
+    typer.echo(f"video: {published['video']['path']}")
+    return 0
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database to the latest schema (or REVISION)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,9 +38,16 @@ class Settings(BaseSettings):
     celery_result_backend: str | None = Field(
         None, description="Result backend URL (default: REDIS_URL); must be Redis for chords"
     )
-    home: Path = Field(Path(".reelflow"), description="Folder of the embedded servers' data")
-    artifact_root: Path = Field(Path(".reelflow/artifacts"), description="Where steps write files")
-    publish_dir: Path = Field(Path(".reelflow/published"), description="Where videos are published")
+    reelflow_home: Path = Field(
+        Path(".reelflow"), description="Folder of `reelflow dev`'s embedded servers and data"
+    )
+    artifact_root: Path = Field(
+        Path(".reelflow/artifacts"), description="Where steps write files (REELFLOW_HOME/artifacts)"
+    )
+    publish_dir: Path = Field(
+        Path(".reelflow/published"),
+        description="Where videos are published (REELFLOW_HOME/published)",
+    )
     step_lease_seconds: int = Field(
         60, ge=5, le=86_400, description="How long a claimed step is owned without a heartbeat"
     )
@@ -78,11 +85,21 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// URL")
         return v or None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _under_home(cls, data: Any) -> Any:
+        """Artifact and publish folders default to folders of REELFLOW_HOME."""
+        if isinstance(data, dict) and data.get("reelflow_home"):
+            home = Path(data["reelflow_home"])
+            data.setdefault("artifact_root", home / "artifacts")
+            data.setdefault("publish_dir", home / "published")
+        return data
+
     @model_validator(mode="after")
     def _paths(self) -> Settings:
         self.artifact_root = self.artifact_root.resolve()
         self.publish_dir = self.publish_dir.resolve()
-        self.home = self.home.resolve()
+        self.reelflow_home = self.reelflow_home.resolve()
         return self
 
     def require_database_url(self) -> str:

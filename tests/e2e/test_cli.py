@@ -123,7 +123,7 @@ def test_bad_input_is_one_line_and_nonzero(
 
 
 def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: WorkerProcess) -> None:
-    started = json.loads(cli(env, "run", "probe", "-p", "sleep_ms=2500", "--json").stdout)
+    started = json.loads(cli(env, "run", "probe", "-p", "sleep_ms=4000", "--json").stdout)
     run_id = started["id"]
     for _ in range(100):
         if show(env, run_id)["steps"][0]["status"] == "running":
@@ -153,7 +153,8 @@ def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: Worke
     assert done.returncode == 0, done.stderr
     replies = json.loads(done.stdout)
     running = replies[worker.name]
-    assert {"run_id": run_id, "step_key": "a"}.items() <= running[0].items(), running
+    # The first step, or the second if the first finished while `celery` started up.
+    assert running[0]["run_id"] == run_id and running[0]["step_key"] in ("a", "b"), running
     assert running[0]["attempt"] == 1 and running[0]["started_at"]
 
     active = subprocess.run(
