@@ -367,3 +367,6 @@ def main() -> None:
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as exc:  # a bug or an outage: one line here, the details in -v logs
+        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+        raise SystemExit(1) from None
