@@ -87,6 +87,11 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
         ARTIFACT_ROOT=str(settings.artifact_root),
         PUBLISH_DIR=str(settings.publish_dir),
     )
+    # This process talks to the stack too (`--demo`, the CLI's reads): same servers.
+    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    from reelflow.settings import get_settings
+
+    get_settings.cache_clear()
     stack = Stack(settings, env, f"http://{host}:{port}", stops=stops)
     try:
         from db.migrate import upgrade

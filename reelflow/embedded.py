@@ -49,7 +49,11 @@ class EmbeddedPostgres:
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     """Start (or join) the server whose data lives in `data_dir`; create database `reelflow`."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    if "XDG_RUNTIME_DIR" not in os.environ:  # where pgserver keeps its lock file
+        runtime = data_dir.parent / "runtime"
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        runtime.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     from pgserver import get_server  # type: ignore[attr-defined]
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
