@@ -133,12 +133,16 @@ def dev(
     from reelflow.settings import get_settings
 
     settings = get_settings()
-    stack = devstack.start(
-        settings,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        concurrency=concurrency,
-    )
+    devstack.trap_signals()
+    try:
+        stack = devstack.start(
+            settings,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            concurrency=concurrency,
+        )
+    except devstack.Stopped:
+        raise typer.Exit(0) from None
     home = settings.reelflow_home
     typer.echo(f"reelflow dev is up (data in {home}, logs in {home / 'logs'})")
     typer.echo(f"  API      {stack.api_url}  (docs at {stack.api_url}/docs)")
@@ -151,6 +155,8 @@ def dev(
         else:
             typer.echo("Ctrl-C stops everything.")
             code = devstack.wait_for_signal(stack)
+    except devstack.Stopped:
+        code = 0
     finally:
         typer.echo("stopping...")
         stack.shutdown()

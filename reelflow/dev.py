@@ -44,6 +44,7 @@ class Stack:
 
     def shutdown(self, timeout: float = 30) -> None:
         """Children first (SIGTERM, then SIGKILL), then the embedded servers."""
+        _ignore_signals()  # a second Ctrl-C must not leave servers half stopped
         for _, proc in reversed(self.processes):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -131,6 +132,7 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
         )
         _wait_for_api(stack)
     except BaseException:
+        _ignore_signals()
         stack.shutdown()
         raise
     return stack
@@ -163,13 +165,33 @@ def _wait_for_api(stack: Stack, timeout: float = 60) -> None:
     raise ConfigError(f"the stack did not become healthy within {timeout:.0f}s; see logs")
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived: shut the stack down."""
+
+
+def _raise_stopped(*_: object) -> None:
+    raise Stopped()
+
+
+def trap_signals() -> None:
+    """From here on SIGTERM and Ctrl-C unwind into the stack's shutdown, even mid-start."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_stopped)
+
+
 def wait_for_signal(stack: Stack) -> int:
     """Block until Ctrl-C / SIGTERM (exit 0) or a child dies (exit 1)."""
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
-    while not stopping.wait(0.5):
-        if stack.dead():
-            sys.stderr.write(f"error: {', '.join(stack.dead())} stopped; shutting down\n")
-            return 1
+    idle = threading.Event()
+    try:
+        while not idle.wait(0.5):
+            if stack.dead():
+                sys.stderr.write(f"error: {', '.join(stack.dead())} stopped; shutting down\n")
+                return 1
+    except Stopped:
+        return 0
     return 0
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

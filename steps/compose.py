@@ -2,7 +2,7 @@
 
 Segments are remuxed (their H.264 packets copied, timestamps shifted), not re-encoded:
 they come from the same encoder settings, so this is exact and takes a moment. The voice
-is encoded to AAC. A PNG thumbnail is taken from the first frame.
+is encoded to AAC. A PNG thumbnail is taken from the middle of the first scene.
 """
 
 from __future__ import annotations
@@ -64,8 +64,12 @@ def _audio_packets(wav: Path, out_stream: Any, duration: float) -> list[tuple[fl
 def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
     with av.open(str(segments[0])) as first:
         template = first.streams.video[0]
-        frame = next(first.decode(template))
+        middle = (template.frames or 1) // 2  # the caption has faded in by then
+        for index, frame in enumerate(first.decode(template)):  # noqa: B007
+            if index >= middle:
+                break
         frame.to_image().save(thumb, format="PNG")  # type: ignore[no-untyped-call]
+        first.seek(0)
         with av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as target:
             video = target.add_stream_from_template(template)
             audio = target.add_stream("aac", rate=AUDIO_RATE, layout="mono")

@@ -1,0 +1,92 @@
+"""`reelflow dev`: the embedded stack starts, serves, stops cleanly and keeps its data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from reelflow.embedded import free_port
+from tests.support import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def start_dev(home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(REELFLOW_HOME=str(home), LOG_FORMAT="json")
+    for key in ("ARTIFACT_ROOT", "PUBLISH_DIR"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from reelflow.cli import main; main()",
+            "dev",
+            "--port",
+            str(port),
+            "--concurrency",
+            "1",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("reelflow dev did not come up")
+
+
+def stop_dev(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    family = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    return family
+
+
+def test_dev_stops_cleanly_and_keeps_runs(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    dev = start_dev(home, port)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    run_id = client.post("/runs", json={"workflow": "probe", "params": {"width": 2}}).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/runs/{run_id}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    family = stop_dev(dev)
+    assert family, "dev started no child processes?"
+    time.sleep(0.5)
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], alive
+    leftover = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftover == [], leftover
+
+    dev = start_dev(home, port)
+    try:
+        runs = client.get("/runs").json()["items"]
+        assert run_id in {r["id"] for r in runs}
+        steps = client.get(f"/runs/{run_id}/steps").json()
+        assert all(s["status"] == "succeeded" for s in steps)
+    finally:
+        stop_dev(dev)
