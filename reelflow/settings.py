@@ -57,10 +57,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console in a terminal, JSON otherwise"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
     api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints")
-    api_host: str = Field("127.0.0.1")
-    api_port: int = Field(8000, ge=1, le=65535)
+    api_host: str = Field("127.0.0.1", description="Address the API binds")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port the API binds")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body")
     dispatch_timeout_seconds: float = Field(
         3.0, gt=0, le=60, description="How long the API waits for the broker"

@@ -1,0 +1,88 @@
+"""compose.yaml, the Dockerfile, .env.example and the README's settings table, checked
+statically (no Docker engine runs here): they must stay true to the code."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+ENTRYPOINT = (ROOT / "docker" / "entrypoint.sh").read_text()
+OUR_IMAGES = {"reelflow:latest", "reelflow-gpu:latest"}
+
+
+def entry_commands() -> set[str]:
+    return set(re.findall(r"^  ([a-z-]+)\)\s*$", ENTRYPOINT, flags=re.M))
+
+
+def env_example_names() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.M))
+
+
+def test_compose_services_and_dependencies() -> None:
+    services = COMPOSE["services"]
+    assert {"postgres", "redis", "migrate", "api", "worker", "gpu-worker", "flower"} <= set(
+        services
+    )
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert "--appendonly" in services["redis"]["command"]
+    api_deps = services["api"]["depends_on"]
+    assert api_deps["postgres"]["condition"] == "service_healthy"
+    assert api_deps["redis"]["condition"] == "service_healthy"
+    assert api_deps["migrate"]["condition"] == "service_completed_successfully"
+    gpu = services["gpu-worker"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert services["flower"]["profiles"] == ["flower"]
+    assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    for name in ("api", "worker", "gpu-worker", "migrate"):
+        assert "artifacts:/data" in services[name]["volumes"], name
+
+
+def test_every_service_has_a_health_check_and_a_real_entry_point() -> None:
+    commands = entry_commands()
+    assert {"api", "worker", "gpu-worker", "migrate", "healthcheck"} <= commands
+    for name, service in COMPOSE["services"].items():
+        if name in ("migrate", "flower"):
+            continue
+        check = service.get("healthcheck", {})
+        assert check.get("test") and not check.get("disable"), name
+    for name, service in COMPOSE["services"].items():
+        if service.get("image") in OUR_IMAGES:
+            assert service["command"][0] in commands, (name, service["command"])
+
+
+def test_every_variable_compose_uses_is_documented() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", text))
+    used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):", ENTRYPOINT))
+    missing = used - env_example_names() - {"HOSTNAME"}
+    assert not missing, f"add to .env.example: {sorted(missing)}"
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
+    stages = re.findall(r"^FROM \S+ AS (\w+)", DOCKERFILE, flags=re.M)
+    assert stages == ["build", "runtime"]
+    assert re.search(r"^USER (?!root)\w+", DOCKERFILE, flags=re.M)
+    assert "HEALTHCHECK" in DOCKERFILE and "espeak-ng" in DOCKERFILE
+    assert 'ENTRYPOINT ["reelflow-entrypoint"]' in DOCKERFILE
+    for source in re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE, flags=re.M):
+        assert (ROOT / source).exists(), source
+    for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, flags=re.M):
+        for source in line.split()[:-1]:
+            assert (ROOT / source).exists(), source
+
+
+def test_settings_docs_are_current() -> None:
+    script = ROOT / "scripts" / "settings_doc.py"
+    env = subprocess.run([sys.executable, str(script), "env"], capture_output=True, text=True)
+    assert env.stdout == (ROOT / ".env.example").read_text(), "regenerate .env.example"
+    table = subprocess.run([sys.executable, str(script), "table"], capture_output=True, text=True)
+    assert table.stdout.strip() in (ROOT / "README.md").read_text(), "regenerate README table"
