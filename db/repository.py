@@ -284,3 +284,77 @@ async def get_events(
         .order_by(events_t.c.id)
     )
     return [EventRecord.model_validate(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def stalled_runs(conn: AsyncConnection, *, stall_after_s: float) -> list[RunRecord]:
+    """Running runs where nothing moved for `stall_after_s` and no step holds a live lease."""
+    stmt = text(
+        """
+        SELECT r.* FROM workflow_runs r
+        WHERE r.status = 'running' AND r.updated_at < now() - make_interval(secs => :after)
+          AND NOT EXISTS (
+              SELECT 1 FROM step_runs s
+              WHERE s.run_id = r.id
+                AND ((s.status = 'running' AND s.lease_expires_at > now())
+                     OR s.updated_at > now() - make_interval(secs => :after)))
+        ORDER BY r.updated_at
+        LIMIT 100
+        """
+    )
+    rows = await conn.execute(stmt, {"after": float(stall_after_s)})
+    return [RunRecord.model_validate(r._mapping) for r in rows]
+
+
+async def unsettled_runs(conn: AsyncConnection) -> list[tuple[RunRecord, list[str]]]:
+    """Running runs whose steps are all finished: (run, the set of their statuses)."""
+    stmt = text(
+        """
+        SELECT r.*, array_agg(DISTINCT s.status) AS statuses FROM workflow_runs r
+        JOIN step_runs s ON s.run_id = r.id
+        WHERE r.status = 'running'
+        GROUP BY r.id
+        HAVING bool_and(s.status IN ('succeeded', 'failed', 'cancelled'))
+        LIMIT 100
+        """
+    )
+    out = []
+    for row in await conn.execute(stmt):
+        data = dict(row._mapping)
+        statuses = data.pop("statuses")
+        out.append((RunRecord.model_validate(data), list(statuses)))
+    return out
+
+
+async def lose_expired_attempts(conn: AsyncConnection, *, run_id: uuid.UUID) -> list[str]:
+    """Running steps whose lease expired go back to pending; their attempts are marked lost."""
+    result = await conn.execute(
+        update(steps_t)
+        .where(
+            steps_t.c.run_id == run_id,
+            steps_t.c.status == StepStatus.RUNNING.value,
+            steps_t.c.lease_expires_at < func.now(),
+        )
+        .values(
+            status=StepStatus.PENDING.value,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+        .returning(steps_t.c.id, steps_t.c.key)
+    )
+    rows = result.all()
+    if rows:
+        await conn.execute(
+            update(attempts_t)
+            .where(
+                attempts_t.c.step_run_id.in_([r.id for r in rows]), attempts_t.c.status == "running"
+            )
+            .values(
+                status="lost",
+                finished_at=func.now(),
+                error_type="WorkerLost",
+                error_message="lease expired: the worker died or hung",
+                duration_ms=func.extract("epoch", func.now() - attempts_t.c.started_at) * 1000,
+            )
+        )
+    return [r.key for r in rows]

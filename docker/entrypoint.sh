@@ -1,5 +1,6 @@
 #!/bin/sh
-# Entry commands of the reelflow image: api | worker | gpu-worker | migrate | healthcheck,
+# Entry commands of the reelflow image: api | worker | gpu-worker | migrate | reconcile |
+# healthcheck,
 # or any other command as given (e.g. `reelflow runs`).
 set -eu
 role="${1:-api}"
@@ -23,10 +24,15 @@ case "$role" in
   migrate)
     exec reelflow db upgrade
     ;;
+  reconcile)
+    echo "reconciler" > /tmp/reelflow-role
+    exec reelflow reconcile
+    ;;
   healthcheck)
     role_file="$(cat /tmp/reelflow-role 2>/dev/null || echo none)"
     case "$role_file" in
       api) exec curl -fsS "http://127.0.0.1:${API_PORT:-8000}/health" -o /dev/null ;;
+      reconciler) test -n "$(find /tmp/reelflow-reconciler.alive -mmin -2 2>/dev/null)" ;;
       *@*) exec celery -A reelflow inspect ping -d "$role_file" -t 5 ;;
       *) exit 0 ;;
     esac

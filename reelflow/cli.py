@@ -186,6 +186,36 @@ def _demo(stack: Any) -> int:
     return 0
 
 
+@app.command()
+def reconcile(
+    once: Annotated[bool, typer.Option(help="one pass, then exit (for cron)")] = False,
+    interval: Annotated[float | None, typer.Option(help="seconds between passes")] = None,
+    stall_after: Annotated[float | None, typer.Option(help="seconds without progress")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Requeue stalled runs (lost messages, dead workers) and settle finished ones."""
+    from reelflow.settings import get_settings
+    from workflows.reconciler import reconcile_once, run_forever
+
+    settings = get_settings()
+    after = stall_after if stall_after is not None else settings.stall_after_seconds
+    if once:
+        report = _run(reconcile_once(after))
+        if as_json:
+            render.emit_json(report)
+        else:
+            typer.echo(
+                f"requeued {len(report.requeued)}, settled {len(report.settled)}, "
+                f"waiting on the broker {len(report.waiting)}"
+            )
+        return
+    import tempfile
+    from pathlib import Path
+
+    alive = Path(tempfile.gettempdir()) / "reelflow-reconciler.alive"
+    _run(run_forever(interval or settings.reconcile_interval_seconds, after, alive))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database to the latest schema (or REVISION)."""

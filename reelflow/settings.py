@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     step_lease_seconds: int = Field(
         60, ge=5, le=86_400, description="How long a claimed step is owned without a heartbeat"
     )
+    stall_after_seconds: int = Field(
+        120, ge=5, description="Reconciler: a run with no progress and no live lease this long"
+    )
+    reconcile_interval_seconds: float = Field(
+        15, gt=0, le=3600, description="Reconciler: seconds between passes"
+    )
     visibility_timeout_seconds: int = Field(
         7200, ge=60, description="Redis redelivery timeout; must exceed the longest step"
     )

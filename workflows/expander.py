@@ -21,6 +21,7 @@ from db.states import RUN_CLAIMABLE, StepStatus
 from reelflow.celery_app import app
 from reelflow.errors import ReelflowError
 from steps import runtime
+from steps.retry import db_retry
 from workflows.canvas import EXPAND_TASK
 from workflows.compiler import compile_node
 from workflows.definition import Workflow
@@ -99,7 +100,7 @@ async def expand(run_id: uuid.UUID, mapped_step: str) -> Signature | None:
 def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str) -> Any:
     with bound_contextvars(run_id=run_id, step_key=f"expand:{mapped_step}"):
         try:
-            sig = runtime.run(expand(uuid.UUID(run_id), mapped_step))
+            sig = _expand_retrying(uuid.UUID(run_id), mapped_step)
         except RunStopped:
             log.info("map_expand_skipped")
             raise Ignore() from None
@@ -111,6 +112,12 @@ def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str) -> Any:
         if sig is None:
             return None  # every element already succeeded: the chain moves on
         return self.replace(sig)
+
+
+@db_retry
+def _expand_retrying(run_id: uuid.UUID, mapped_step: str) -> Signature | None:
+    """Expansion is idempotent, so a database outage is ridden out by trying again."""
+    return runtime.run(expand(run_id, mapped_step))
 
 
 async def _fail_run(run_id: uuid.UUID, mapped_step: str, exc: Exception) -> None:

@@ -83,7 +83,7 @@ async def start_run(
     if not created:
         return StartResult(run=run, created=False)
     log.info("run_created", run_id=str(run.id), workflow=workflow.name)
-    return StartResult(run=await _dispatch(run.id), created=True)
+    return StartResult(run=await dispatch(run.id), created=True)
 
 
 async def resume_run(
@@ -104,7 +104,7 @@ async def resume_run(
         await repo.add_event(
             conn, run_id=run_id, kind="resumed", actor=actor, detail={"reset": reset}
         )
-    return await _dispatch(run_id)
+    return await dispatch(run_id)
 
 
 async def retry_step(
@@ -134,7 +134,7 @@ async def retry_step(
             actor=actor,
             detail={"step": key, "reset": reset},
         )
-    return await _dispatch(run_id)
+    return await dispatch(run_id)
 
 
 async def cancel_run(run_id: uuid.UUID, *, actor: str = "api") -> RunRecord:
@@ -225,7 +225,7 @@ def _plan(
     return Plan(run_id=run.id, operation=operation, run=will, skip=skip)
 
 
-async def _dispatch(run_id: uuid.UUID) -> RunRecord:
+async def dispatch(run_id: uuid.UUID) -> RunRecord:
     """Compile the unfinished steps and send them; on a broker failure, roll back to pending."""
     async with get_engine().begin() as conn:
         run = await repo.get_run(conn, run_id=run_id, for_update=True)
