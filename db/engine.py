@@ -71,6 +71,7 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=10,
         pool_recycle=1800,
+        pool_pre_ping=True,  # survive a database restart or failover without a failed request
         pool_timeout=10,
         connect_args={"timeout": 10, "command_timeout": 60},
     )
