@@ -106,7 +106,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    code = {
+        400: "malformed_body",
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+    }
     headers = dict(exc.headers) if exc.headers else None
     return problem(
         exc.status_code,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from reelflow.celery_app import app
 from steps.task import step
@@ -25,6 +25,8 @@ def noop() -> None:
 
 
 class BenchParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     width: int = FANOUT_WIDTH
     max_attempts: int | None = None
     fail: dict[str, int] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from steps.models import StepContext
 from steps.retry import RetryPolicy
@@ -19,6 +19,8 @@ PROBE_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.2, backoff_max=2.0)
 
 
 class ProbeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     width: int = Field(3, ge=0, le=1000, description="number of c items")
     sleep_ms: int = Field(0, ge=0, le=600_000, description="each step sleeps this long")
     max_attempts: int | None = Field(None, ge=1, le=20, description="retry budget of every step")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from steps.models import Artifact
 
 
 class ShortVideoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     topic: str | None = Field(None, max_length=200, description="pick the trend matching this")
     trend_id: str | None = Field(None, max_length=200, description="pick this trend by id")
     length_seconds: int = Field(30, ge=15, le=60, description="target video length")

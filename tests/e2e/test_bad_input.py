@@ -1,0 +1,191 @@
+"""Every bad input the API is known to get, and the answer it gets: a clear 4xx with a
+problem+json body, and nothing written. The README's bad-input table lists these cases;
+this test checks the table and the behaviour together."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import ROOT, ApiProcess
+
+MISSING = "00000000-0000-0000-0000-000000000000"
+#: name -> (method, path, request kwargs, status, problem code)
+CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
+    "unknown workflow": ("POST", "/runs", {"json": {"workflow": "nope"}}, 422, "unknown_workflow"),
+    "param of the wrong type": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe", "params": {"width": "wide"}}},
+        422,
+        "invalid_params",
+    ),
+    "param out of range": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"length_seconds": 5}}},
+        422,
+        "invalid_params",
+    ),
+    "odd video width": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"width": 721}}},
+        422,
+        "invalid_params",
+    ),
+    "unknown param": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe", "params": {"widht": 3}}},
+        422,
+        "invalid_params",
+    ),
+    "both topic and trend_id": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"topic": "a", "trend_id": "b"}}},
+        422,
+        "invalid_params",
+    ),
+    "unknown body field": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe", "extra": 1}},
+        422,
+        "validation_error",
+    ),
+    "malformed JSON": (
+        "POST",
+        "/runs",
+        {"content": b'{"workflow": "probe",', "headers": {"content-type": "application/json"}},
+        422,
+        "validation_error",
+    ),
+    "non-UTF-8 bytes": (
+        "POST",
+        "/runs",
+        {
+            "content": b'{"workflow": "\\xff\\xfe"}'.replace(b"\\xff\\xfe", b"\xff\xfe"),
+            "headers": {"content-type": "application/json"},
+        },
+        400,
+        "malformed_body",
+    ),
+    "JSON that is not an object": ("POST", "/runs", {"json": [1, 2]}, 422, "validation_error"),
+    "NUL character in a param": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe", "params": {"fail": {"a\u0000": 1}}}},
+        422,
+        "validation_error",
+    ),
+    "oversized body": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe", "params": {"fail": {f"k{i}": i for i in range(200_000)}}}},
+        413,
+        "too_large",
+    ),
+    "oversized chunked body": (
+        "POST",
+        "/runs",
+        {
+            "content": iter([b'{"workflow": "probe", "params": {"x": "' + b"a" * 600_000] * 3),
+            "headers": {"content-type": "application/json"},
+        },
+        413,
+        "too_large",
+    ),
+    "spaces in Idempotency-Key": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe"}, "headers": {"Idempotency-Key": "a b"}},
+        422,
+        "validation_error",
+    ),
+    "malformed run id": ("GET", "/runs/not-a-uuid", {}, 422, "validation_error"),
+    "unknown run id": ("GET", f"/runs/{MISSING}", {}, 404, "run_not_found"),
+    "resume an unknown run": ("POST", f"/runs/{MISSING}/resume", {}, 404, "run_not_found"),
+    "retry an unknown step": ("POST", "/runs/{run}/steps/zz/retry", {}, 404, "step_not_found"),
+    "history of an unknown step": (
+        "GET",
+        "/runs/{run}/steps/zz/attempts",
+        {},
+        404,
+        "step_not_found",
+    ),
+    "artifact path traversal": (
+        "GET",
+        "/runs/{run}/artifacts/../../etc/passwd",
+        {},
+        404,
+        "not_found",
+    ),
+    "artifact path escaping by ..": (
+        "GET",
+        "/runs/{run}/artifacts/a/..%2F..%2Fsecret",
+        {},
+        404,
+        "artifact_not_found",
+    ),
+    "page size out of range": ("GET", "/runs?limit=0", {}, 422, "validation_error"),
+    "forged cursor": ("GET", "/runs?cursor=bm90LWEtY3Vyc29y", {}, 422, "invalid_params"),
+    "unknown status filter": ("GET", "/runs?status=sideways", {}, 422, "validation_error"),
+    "unknown route": ("GET", "/nope", {}, 404, "not_found"),
+    "wrong method": ("DELETE", "/runs", {}, 405, "method_not_allowed"),
+}
+
+
+@pytest.fixture(scope="module")
+def client(api: ApiProcess) -> httpx.Client:
+    return httpx.Client(base_url=api.url, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def run_id(client: httpx.Client) -> str:
+    return str(
+        client.post("/runs", json={"workflow": "probe", "params": {"width": 1}}).json()["id"]
+    )
+
+
+async def _counts() -> tuple[int, int, int]:
+    from sqlalchemy import text
+
+    from db.engine import get_engine
+
+    async with get_engine().connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM workflow_runs), (SELECT count(*) FROM step_runs),"
+                    " (SELECT count(*) FROM run_events)"
+                )
+            )
+        ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
+    client: httpx.Client, run_id: str, name: str
+) -> None:
+    method, path, kwargs, status, code = CASES[name]
+    before = asyncio.run(_counts())
+    response = client.request(method, path.format(run=run_id), **kwargs)
+    assert response.status_code == status, (name, response.text[:300])
+    assert response.headers["content-type"] == "application/problem+json", name
+    body = response.json()
+    assert body["status"] == status and body["code"] == code and body["detail"], body
+    assert asyncio.run(_counts()) == before, f"{name} wrote something"
+
+
+def test_the_readme_lists_every_case() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| ([^|`]+?) \| (\d{3}) `[a-z_]+` \|", readme, flags=re.M))
+    for name, (_, _, _, status, _) in CASES.items():
+        assert rows.get(name) == str(status), f"README bad-input table: {name} -> {status}"
