@@ -246,6 +246,20 @@ async def set_steps_status(
     return [r.key for r in result]
 
 
+async def mark_queued(conn: AsyncConnection, *, run_id: uuid.UUID, keys: Iterable[str]) -> None:
+    """Steps whose messages are being sent: pending -> queued."""
+    await set_steps_status(
+        conn, run_id=run_id, keys=keys, status=StepStatus.QUEUED, only_from={StepStatus.PENDING}
+    )
+
+
+async def unmark_queued(conn: AsyncConnection, *, run_id: uuid.UUID, keys: Iterable[str]) -> None:
+    """The broker did not take the messages after all: queued -> pending."""
+    await set_steps_status(
+        conn, run_id=run_id, keys=keys, status=StepStatus.PENDING, only_from={StepStatus.QUEUED}
+    )
+
+
 async def close_running_attempts(
     conn: AsyncConnection, *, run_id: uuid.UUID, status: str, message: str
 ) -> None:

@@ -99,22 +99,7 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
         from db.migrate import upgrade
 
         upgrade(database_url)
-        worker = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "reelflow",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "-n",
-            f"dev-{os.getpid()}@%h",
-            "-l",
-            "INFO",
-        ]
-        if concurrency:
-            worker += ["-c", str(concurrency)]
+        worker = worker_args("default,gpu", concurrency, f"dev-{os.getpid()}@%h")
         stack.spawn("worker", worker, logs / "worker.log")
         stack.spawn(
             "reconciler",
@@ -142,6 +127,19 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
         stack.shutdown()
         raise
     return stack
+
+
+def worker_args(
+    queues: str, concurrency: int | None, hostname: str | None, loglevel: str = "INFO"
+) -> list[str]:
+    """The command line of a Celery worker on `queues`."""
+    args = [sys.executable, "-m", "celery", "-A", "reelflow", "worker", "-Q", queues]
+    args += ["-l", loglevel]
+    if concurrency:
+        args += ["-c", str(concurrency)]
+    if hostname:
+        args += ["-n", hostname]
+    return args
 
 
 def _redis_port(home: Path) -> int:

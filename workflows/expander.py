@@ -85,13 +85,7 @@ async def expand(run_id: uuid.UUID, mapped_step: str) -> Signature | None:
             )
         rows = await repo.get_steps(conn, run_id=run_id)
         compiled = compile_node(workflow, unit, run_id, rows, run.resume_count)
-        await repo.set_steps_status(
-            conn,
-            run_id=run_id,
-            keys=compiled.heads,
-            status=StepStatus.QUEUED,
-            only_from={StepStatus.PENDING},
-        )
+        await repo.mark_queued(conn, run_id=run_id, keys=compiled.heads)
         log.info("map_expanded", mapped_step=mapped_step, steps=len(compiled.keys))
         return compiled.canvas
 

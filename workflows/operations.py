@@ -238,26 +238,14 @@ async def dispatch(run_id: uuid.UUID) -> RunRecord:
                 conn, run_id=run_id, status=RunStatus.SUCCEEDED, finished=True
             )
             return await _reload(conn, run_id)
-        await repo.set_steps_status(
-            conn,
-            run_id=run_id,
-            keys=compiled.heads,
-            status=StepStatus.QUEUED,
-            only_from={StepStatus.PENDING},
-        )
+        await repo.mark_queued(conn, run_id=run_id, keys=compiled.heads)
         await repo.set_run_status(conn, run_id=run_id, status=RunStatus.RUNNING, started=True)
     try:
         await _send(compiled.canvas)
     except Exception as exc:
         log.error("dispatch_failed", run_id=str(run_id), error=repr(exc))
         async with get_engine().begin() as conn:
-            await repo.set_steps_status(
-                conn,
-                run_id=run_id,
-                keys=compiled.heads,
-                status=StepStatus.PENDING,
-                only_from={StepStatus.QUEUED},
-            )
+            await repo.unmark_queued(conn, run_id=run_id, keys=compiled.heads)
             await repo.set_run_status(conn, run_id=run_id, status=RunStatus.PENDING)
             await repo.add_event(
                 conn,
