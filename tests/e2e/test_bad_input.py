@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import httpx
@@ -148,9 +149,14 @@ def client(api: ApiProcess) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def run_id(client: httpx.Client) -> str:
-    return str(
-        client.post("/runs", json={"workflow": "probe", "params": {"width": 1}}).json()["id"]
-    )
+    """A finished run, so nothing it does moves the row counts while a case runs."""
+    created = client.post("/runs", json={"workflow": "probe", "params": {"width": 1}})
+    run = str(created.json()["id"])
+    deadline = time.monotonic() + 60
+    while client.get(f"/runs/{run}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return run
 
 
 async def _counts() -> tuple[int, int, int]:
