@@ -246,6 +246,18 @@ async def set_steps_status(
     return [r.key for r in result]
 
 
+async def renew_budgets(
+    conn: AsyncConnection, *, run_id: uuid.UUID, budgets: dict[str, int]
+) -> None:
+    """A resumed or retried step gets its whole attempt budget again, counted from now."""
+    for key, budget in budgets.items():
+        await conn.execute(
+            update(steps_t)
+            .where(steps_t.c.run_id == run_id, steps_t.c.key == key)
+            .values(max_attempts=steps_t.c.attempts + budget)
+        )
+
+
 async def mark_queued(conn: AsyncConnection, *, run_id: uuid.UUID, keys: Iterable[str]) -> None:
     """Steps whose messages are being sent: pending -> queued."""
     await set_steps_status(

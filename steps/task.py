@@ -23,7 +23,7 @@ from structlog.contextvars import bound_contextvars
 from db import claims
 from db.claims import ClaimOutcome
 from reelflow.celery_app import app
-from reelflow.errors import InjectedFailure, StepCancelled
+from reelflow.errors import InjectedFailure, PermanentStepError, StepCancelled
 from reelflow.settings import get_settings
 from steps import runtime
 from steps.definition import StepSpec, build_kwargs, read_signature
@@ -167,6 +167,11 @@ class StepTask(Task):  # type: ignore[type-arg]
         started = time.perf_counter()
         log.info("step_started", step=spec.name, queue=spec.queue)
         try:
+            if claim.attempt > claim.max_attempts:  # earlier attempts died with their worker
+                raise PermanentStepError(
+                    f"{key} used up its {claim.max_attempts} attempts: its workers were lost"
+                    " (a step that kills its worker every time is not run forever)"
+                )
             injected = int((claim.params.get("fail") or {}).get(key, 0))
             if claim.attempt <= injected:
                 raise InjectedFailure(f"injected failure {claim.attempt} of {injected} for {key}")

@@ -98,6 +98,7 @@ async def resume_run(
         await repo.set_steps_status(
             conn, run_id=run_id, keys=reset, status=StepStatus.PENDING, only_from=STEP_RESUMABLE
         )
+        await repo.renew_budgets(conn, run_id=run_id, budgets=_budgets(run, rows, reset))
         await repo.set_run_status(
             conn, run_id=run_id, status=RunStatus.PENDING, bump_generation=True, clear_error=True
         )
@@ -124,6 +125,7 @@ async def retry_step(
         await repo.set_steps_status(
             conn, run_id=run_id, keys=reset, status=StepStatus.PENDING, only_from=STEP_RESETTABLE
         )
+        await repo.renew_budgets(conn, run_id=run_id, budgets=_budgets(run, rows, reset))
         await repo.set_run_status(
             conn, run_id=run_id, status=RunStatus.PENDING, bump_generation=True, clear_error=True
         )
@@ -203,6 +205,14 @@ async def _load_idle(
             status=run.status,
         )
     return run, rows
+
+
+def _budgets(run: RunRecord, rows: list[StepRecord], keys: list[str]) -> dict[str, int]:
+    """Each reset step's attempt budget for the new dispatch (`max_attempts` counts from
+    the attempts already made, so lost and failed attempts of earlier ones don't eat it)."""
+    workflow = get_workflow(run.workflow)
+    steps = {r.key: r.step for r in rows}
+    return {key: workflow.max_attempts(steps[key], run.params) for key in keys}
 
 
 def _plan(

@@ -188,3 +188,19 @@ async def test_resume_and_retry_refused_while_running_and_cancel_stops(
     await resume_run(run_id, actor="test")
     run = await wait_run(run_id, worker=worker, timeout=60)
     assert run.status is RunStatus.SUCCEEDED, run.error
+
+
+async def test_a_step_that_keeps_losing_its_worker_is_not_run_forever(
+    worker: WorkerProcess,
+) -> None:
+    run_id = await _start(width=1, sleep_ms=1500, max_attempts=1)
+    running = await wait_step(run_id, "a", lambda s: s.status is StepStatus.RUNNING)
+    assert running.lease_owner
+    os.kill(int(running.lease_owner.rsplit("/", 1)[1]), signal.SIGKILL)
+
+    run = await wait_run(run_id, worker=worker, timeout=60)
+    assert run.status is RunStatus.FAILED
+    attempts = await attempt_rows(run_id, "a")
+    assert [a.status for a in attempts] == ["lost", "failed"]
+    assert attempts[1].error_type == "PermanentStepError"
+    assert (await step_rows(run_id))["b"].attempts == 0
