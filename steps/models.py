@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from reelflow.errors import StepCancelled
 
 
 class Artifact(BaseModel):
@@ -40,6 +42,13 @@ class StepContext:
     attempt: int
     artifact_root: Path
     item_index: int | None = None
+    #: Set by the heartbeat when the run was cancelled or this attempt lost its lease.
+    stop_requested: Callable[[], bool] = lambda: False
+
+    def check_cancelled(self) -> None:
+        """Long steps call this now and then: it raises StepCancelled when they should stop."""
+        if self.stop_requested():
+            raise StepCancelled(f"{self.key}: the run was cancelled or the step taken over")
 
     @property
     def artifact_dir(self) -> Path:

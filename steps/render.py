@@ -7,6 +7,8 @@ in parallel, one per worker process. Same scene, same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import av
 
 from reelflow.settings import get_settings
@@ -17,7 +19,7 @@ from steps.task import step
 from steps.video_models import Scene, Segment, ShortVideoParams
 
 
-def encode_scene(painter: ScenePainter, path: str) -> int:
+def encode_scene(painter: ScenePainter, path: str, tick: Callable[[], None] = lambda: None) -> int:
     """Write every frame of the scene to `path`; returns the frame count."""
     settings = get_settings()
     with av.open(path, "w", format="mp4") as container:
@@ -35,6 +37,8 @@ def encode_scene(painter: ScenePainter, path: str) -> int:
             "x264-params": "mbtree=0",
         }
         for index in range(painter.frames):
+            if index % painter.fps == 0:
+                tick()  # once a second of video: stop early if the run was cancelled
             frame = av.VideoFrame.from_ndarray(painter.frame(index), format="rgba")
             frame.pts = index
             container.mux(stream.encode(frame))
@@ -47,7 +51,7 @@ def render_scene(ctx: StepContext, params: ShortVideoParams, item: Scene) -> Seg
     device = torch_device()
     painter = ScenePainter(item, params.width, params.height, params.fps, device=device)
     with ctx.artifact("segment.mp4") as tmp:
-        frames = encode_scene(painter, str(tmp))
+        frames = encode_scene(painter, str(tmp), tick=ctx.check_cancelled)
     return Segment(
         index=item.index,
         frames=frames,

@@ -181,6 +181,7 @@ class StepTask(Task):  # type: ignore[type-arg]
                 attempt=claim.attempt,
                 artifact_root=Path(settings.artifact_root),
                 item_index=_item_index(key),
+                stop_requested=lambda: lease.cancelled or lease.lost,
             )
             kwargs = build_kwargs(
                 spec, ctx=ctx, params=claim.params, item=claim.item, inputs=claim.inputs
@@ -189,12 +190,16 @@ class StepTask(Task):  # type: ignore[type-arg]
             if spec.output_type is not None and not isinstance(output, spec.output_type):
                 raise TypeError(f"step {spec.name} returned {type(output).__name__}")
         except StepCancelled:
+            heartbeat.release(lease)
             log.info("step_cancelled")
             raise Ignore() from None
         except Exception as exc:
             heartbeat.release(lease)
             self._record_failure(run_id, key, claim, exc)
             raise  # unreachable: _record_failure raises Retry or re-raises
+        except BaseException:  # SoftTimeLimit's cousins, KeyboardInterrupt, SystemExit
+            heartbeat.release(lease)
+            raise
         heartbeat.release(lease)
         done = runtime.run_db(
             claims.complete,
@@ -255,8 +260,4 @@ def _item_index(key: str) -> int | None:
     return None
 
 
-def spec_of(name: str) -> StepSpec:
-    return STEPS[name]
-
-
-__all__ = ["STEPS", "StepTask", "spec_of", "step"]
+__all__ = ["STEPS", "StepTask", "step"]

@@ -102,3 +102,36 @@ def test_torch_backend_matches_numpy_within_rounding() -> None:
     for index in (0, 5, 9):
         diff = np.abs(cpu.frame(index).astype(int) - accelerated.frame(index).astype(int))
         assert diff.max() <= 2, diff.max()
+
+
+def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
+    import uuid
+
+    from reelflow.errors import StepCancelled
+    from steps.models import StepContext
+    from steps.render import encode_scene
+
+    stop = {"now": False}
+    ctx = StepContext(
+        run_id=uuid.uuid4(),
+        key="render_scene[0]",
+        attempt=1,
+        artifact_root=tmp_path,
+        stop_requested=lambda: stop["now"],
+    )
+    ctx.check_cancelled()  # nothing asked yet
+    scene = Scene(
+        index=0, narration="n", caption="Stop me", start_s=0, duration_s=3, style=STYLES[0]
+    )
+    painter = ScenePainter(scene, 160, 288, 10)
+    ticks = []
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 2:
+            stop["now"] = True
+        ctx.check_cancelled()
+
+    with pytest.raises(StepCancelled):
+        encode_scene(painter, str(tmp_path / "s.mp4"), tick=tick)
+    assert len(ticks) == 3  # stopped at the first check after the request, not at the end
