@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -384,3 +384,23 @@ async def lose_expired_attempts(conn: AsyncConnection, *, run_id: uuid.UUID) -> 
             )
         )
     return [r.key for r in rows]
+
+
+async def step_states(
+    conn: AsyncConnection, *, pairs: Sequence[tuple[uuid.UUID, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Attempt, start and lease of the given (run id, step key) pairs, for introspection."""
+    if not pairs:
+        return {}
+    stmt = select(
+        steps_t.c.run_id,
+        steps_t.c.key,
+        steps_t.c.attempts,
+        steps_t.c.started_at,
+        steps_t.c.lease_owner,
+    ).where(tuple_(steps_t.c.run_id, steps_t.c.key).in_(list(pairs)))
+    return {(str(r.run_id), r.key): dict(r._mapping) for r in await conn.execute(stmt)}
+
+
+async def ping(conn: AsyncConnection) -> None:
+    await conn.execute(text("SELECT 1"))

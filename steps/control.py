@@ -6,6 +6,7 @@ start times come from the step rows (one short query, best effort).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -16,18 +17,11 @@ from steps.definition import STEP_TASK_PREFIX
 
 
 async def _rows(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    from db.engine import driver_connection
+    from db import repository as repo
+    from db.engine import get_engine
 
-    conn = await driver_connection()
-    rows = await conn.fetch(
-        "SELECT s.run_id, s.key, s.attempts, s.started_at, s.lease_owner FROM step_runs s"
-        " JOIN unnest($1::uuid[], $2::text[]) AS p(run_id, key)"
-        " ON s.run_id = p.run_id AND s.key = p.key",
-        [uuid.UUID(r) for r, _ in pairs],
-        [k for _, k in pairs],
-        timeout=2,
-    )
-    return {(str(r["run_id"]), r["key"]): dict(r) for r in rows}
+    async with get_engine().connect() as conn:
+        return await repo.step_states(conn, pairs=[(uuid.UUID(r), k) for r, k in pairs])
 
 
 @inspect_command()
@@ -38,7 +32,7 @@ def steps(state: Any, **_: Any) -> list[dict[str, Any]]:
     try:
         from steps import runtime
 
-        rows = runtime.run(_rows(pairs)) if pairs else {}
+        rows = runtime.run(asyncio.wait_for(_rows(pairs), timeout=2)) if pairs else {}
     except Exception:  # the listing must answer even with the database away
         rows = {}
     out = []

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 
 from api.problems import documented
 from api.schemas import CheckOut, HealthOut, WorkersOut
@@ -27,7 +26,7 @@ async def _database() -> CheckOut:
     try:
         async with asyncio.timeout(3):
             async with get_engine().connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await repo.ping(conn)
         return CheckOut(ok=True)
     except Exception as exc:
         return CheckOut(ok=False, detail=type(exc).__name__)
