@@ -95,13 +95,7 @@ async def resume_run(
         reset = [r.key for r in rows if r.status in STEP_RESUMABLE]
         if dry_run:
             return _plan(run, rows, "resume")
-        await repo.set_steps_status(
-            conn, run_id=run_id, keys=reset, status=StepStatus.PENDING, only_from=STEP_RESUMABLE
-        )
-        await repo.renew_budgets(conn, run_id=run_id, budgets=_budgets(run, rows, reset))
-        await repo.set_run_status(
-            conn, run_id=run_id, status=RunStatus.PENDING, bump_generation=True, clear_error=True
-        )
+        await _reset(conn, run, rows, reset, STEP_RESUMABLE)
         await repo.add_event(
             conn, run_id=run_id, kind="resumed", actor=actor, detail={"reset": reset}
         )
@@ -122,13 +116,7 @@ async def retry_step(
         reset = [r.key for r in rows if r.key == key or r.step in below]
         if dry_run:
             return _plan(run, rows, "retry", forced=set(reset))
-        await repo.set_steps_status(
-            conn, run_id=run_id, keys=reset, status=StepStatus.PENDING, only_from=STEP_RESETTABLE
-        )
-        await repo.renew_budgets(conn, run_id=run_id, budgets=_budgets(run, rows, reset))
-        await repo.set_run_status(
-            conn, run_id=run_id, status=RunStatus.PENDING, bump_generation=True, clear_error=True
-        )
+        await _reset(conn, run, rows, reset, STEP_RESETTABLE)
         await repo.add_event(
             conn,
             run_id=run_id,
@@ -205,6 +193,24 @@ async def _load_idle(
             status=run.status,
         )
     return run, rows
+
+
+async def _reset(
+    conn: AsyncConnection,
+    run: RunRecord,
+    rows: list[StepRecord],
+    keys: list[str],
+    from_states: frozenset[StepStatus],
+) -> None:
+    """Steps back to pending with a fresh attempt budget; the run to pending, next generation
+    (new task ids, so no message of an earlier dispatch can be mistaken for this one's)."""
+    await repo.set_steps_status(
+        conn, run_id=run.id, keys=keys, status=StepStatus.PENDING, only_from=from_states
+    )
+    await repo.renew_budgets(conn, run_id=run.id, budgets=_budgets(run, rows, keys))
+    await repo.set_run_status(
+        conn, run_id=run.id, status=RunStatus.PENDING, bump_generation=True, clear_error=True
+    )
 
 
 def _budgets(run: RunRecord, rows: list[StepRecord], keys: list[str]) -> dict[str, int]:

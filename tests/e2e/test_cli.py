@@ -129,35 +129,20 @@ def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: Worke
         if show(env, run_id)["steps"][0]["status"] == "running":
             break
         time.sleep(0.1)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "reelflow",
-            "inspect",
-            "steps",
-            "--json",
-            "-d",
-            worker.name,
-            "-t",
-            "5",
-        ],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = inspect(env, worker, "steps")
     assert done.returncode == 0, done.stderr
-    replies = json.loads(done.stdout)
-    running = replies[worker.name]
+    running = json.loads(done.stdout)[worker.name]
     # The first step, or the second if the first finished while `celery` started up.
     assert running[0]["run_id"] == run_id and running[0]["step_key"] in ("a", "b"), running
     assert running[0]["attempt"] == 1 and running[0]["started_at"]
+    assert run_id in inspect(env, worker, "active").stdout
 
-    active = subprocess.run(
+
+def inspect(
+    env: dict[str, str], worker: WorkerProcess, command: str
+) -> subprocess.CompletedProcess[str]:
+    """`celery -A reelflow inspect COMMAND --json` against one live worker."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -165,7 +150,7 @@ def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: Worke
             "-A",
             "reelflow",
             "inspect",
-            "active",
+            command,
             "--json",
             "-d",
             worker.name,
@@ -178,4 +163,3 @@ def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: Worke
         text=True,
         timeout=60,
     )
-    assert run_id in active.stdout
