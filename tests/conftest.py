@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.settings import async_database_url, get_settings
+from reelflow.settings import async_database_url
 from tests.support import (
     ApiProcess,
     Services,
@@ -20,6 +20,7 @@ from tests.support import (
     admin_sql,
     database_url_for,
     migrate,
+    patched_environment,
     start_embedded_services,
 )
 
@@ -81,19 +82,11 @@ def env(
         "STEP_LEASE_SECONDS": "30",
         "LOG_FORMAT": "json",
     }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    get_settings.cache_clear()
     services.flush_redis()
     try:
-        yield values
+        with patched_environment(values):
+            yield values
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
         admin_sql(services.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

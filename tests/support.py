@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,25 @@ from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RUN_TERMINAL, RunStatus
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def patched_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (and re-read settings) for a block; restore them after."""
+    from reelflow.settings import get_settings
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
 
 
 @dataclass

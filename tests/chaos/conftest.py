@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from reelflow.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
-from reelflow.settings import get_settings
-from tests.support import ROOT, WorkerProcess, migrate
+from tests.support import ROOT, WorkerProcess, migrate, patched_environment
 
 
 @dataclass
@@ -113,17 +112,9 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         "LOG_FORMAT": "json",
         **{k.upper(): str(v) for k, v in extra.items()},
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
     stack = Chaos(tmp_path, pg, redis, env)
     try:
-        yield stack
+        with patched_environment(env):
+            yield stack
     finally:
         stack.close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
