@@ -42,21 +42,33 @@ class Report(BaseModel):
 
 
 def broker_task_ids() -> set[str]:
-    """Ids of every message waiting in a queue or held, unacknowledged, by a worker."""
+    """Ids of every message that can still advance a run: waiting in a queue, or held by a
+    *live* worker (reserved, running, or an ETA retry it is sitting on).
+
+    Redis's `unacked` hash is not evidence: a worker killed with messages prefetched leaves
+    them there until the visibility timeout, hours away. Live workers are asked instead.
+    """
+    ids: set[str] = set()
     with app.connection_for_write() as connection:
         client: Any = connection.default_channel.client  # type: ignore[attr-defined]
-        ids: set[str] = set()
-        raw: list[bytes] = list(client.hvals("unacked"))
         for queue in QUEUES:
-            raw += client.lrange(queue, 0, -1)
-        for item in raw:
-            try:
-                message = json.loads(item)
-                if isinstance(message, list):  # unacked entries: [message, exchange, key]
-                    message = message[0]
-                ids.add(str(message["headers"]["id"]))
-            except (ValueError, KeyError, TypeError, IndexError):
-                continue
+            for item in client.lrange(queue, 0, -1):
+                try:
+                    ids.add(str(json.loads(item)["headers"]["id"]))
+                except (ValueError, KeyError, TypeError):
+                    continue
+    inspect = app.control.inspect(timeout=1.0)
+    replies: list[Any] = [
+        inspect.reserved(),
+        inspect.active(),
+        inspect.scheduled(),
+    ]
+    for held in replies:
+        for tasks in (held or {}).values():
+            for task in tasks:
+                request = task.get("request", task)  # scheduled entries wrap the request
+                if request.get("id"):
+                    ids.add(str(request["id"]))
     return ids
 
 
