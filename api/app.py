@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import structlog
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from api import problems
-from api.routes import health, runs, workflows
+from api.routes import admin, health, runs, workflows
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
+from reelflow import logs
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
+from workflows.watch import RunWatcher
+
+access_log = structlog.get_logger("reelflow.api.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(get_settings())
     await ensure_at_head(get_engine())  # refuse to serve a database that is behind
+    app.state.watcher = RunWatcher()  # one per process, for every event stream
     yield
+    await app.state.watcher.close()
     await dispose_engine()
 
 
@@ -72,6 +91,88 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _acceptable_request_id(value: str) -> bool:
+    """A caller's own request id is kept when it is short and plain (else one is made)."""
+    return bool(_REQUEST_ID.fullmatch(value))
+
+
+def _request_id(logger: Any, method: str, event: logs.Event) -> logs.Event:
+    rid = correlation_id.get()
+    if rid:
+        event.setdefault("request_id", rid)
+    return event
+
+
+class AccessLog:
+    """One structured line per request (method, path, status, duration), with its request
+    id, in place of uvicorn's plain-text access log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            access_log.info(
+                "http_request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Operation ids a generated client can use: the handler's name (`create_run`)."""
+    return route.name
+
+
+def _openapi(app: FastAPI, *, guarded: bool) -> Callable[[], dict[str, Any]]:
+    """The schema says what the API answers: bearer security and 401s only with a token."""
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                              description=app.description)  # fmt: skip
+            if not guarded:
+                doc.get("components", {}).pop("securitySchemes", None)
+                for path in doc["paths"].values():
+                    for operation in path.values():
+                        operation.pop("security", None)
+                        operation.get("responses", {}).pop("401", None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    return schema
+
+
+def _docs(app: FastAPI) -> None:
+    """/docs with Swagger UI's assets from an installed package: it works offline."""
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="reelflow API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
@@ -79,11 +180,25 @@ def create_app() -> FastAPI:
         version="1",
         description="Durable short-video pipeline: start, follow, resume and retry runs.",
         lifespan=_lifespan,
+        generate_unique_id_function=_operation_id,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.openapi = _openapi(app, guarded=settings.api_token is not None)  # type: ignore[method-assign]
+    _docs(app)
     problems.install(app)
 
+    # HTTP request counts and latencies by route template (bounded labels), on /metrics.
+    Instrumentator(excluded_handlers=["/metrics", "/livez"]).instrument(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    app.add_middleware(  # outermost: every line below it knows the request id
+        CorrelationIdMiddleware, header_name="X-Request-ID", validator=_acceptable_request_id
+    )
+    if _request_id not in logs.ENRICHERS:
+        logs.ENRICHERS.append(_request_id)
     app.include_router(runs.router)
     app.include_router(workflows.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     return app

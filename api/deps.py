@@ -1,16 +1,24 @@
-"""FastAPI dependencies: a database connection per request, and the bearer-token guard."""
+"""FastAPI dependencies: a database connection per request, and the guard of mutating
+endpoints (the bearer token, then each client's rate)."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.engine import get_engine
+from reelflow.errors import Overloaded
 from reelflow.settings import get_settings
 
 
@@ -32,15 +40,42 @@ async def require_token(
 
     Returns the actor recorded in run_events.
     """
-    expected = get_settings().api_token
-    if expected is None:
-        return "api"
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(
-            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return "api:token"
+    settings = get_settings()
+    expected = settings.api_token
+    actor = "api"
+    if expected is not None:
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            raise HTTPException(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        actor = "api:token"
+    if settings.rate_limit:
+        client = credentials.credentials if credentials else (request.client or ("?", 0))[0]
+        _limiter.admit(settings.rate_limit, client)
+    return actor
+
+
+class _Limiter:
+    """Each client's mutating requests, counted in a moving window (per API process)."""
+
+    def __init__(self) -> None:
+        self.storage = MemoryStorage()
+        self.window = MovingWindowRateLimiter(self.storage)
+
+    def admit(self, spec: str, client: str) -> None:
+        key = hashlib.sha256(client.encode()).hexdigest()[:32]  # never keep a token as is
+        for item in parse_many(spec):
+            if not self.window.hit(item, key):
+                reset = self.window.get_window_stats(item, key).reset_time
+                raise Overloaded(
+                    f"too many requests: at most {item} per client",
+                    retry_after=math.ceil(reset - time.time()),
+                    code="rate_limited",
+                )
+
+
+_limiter = _Limiter()
 
 
 Actor = Annotated[str, Depends(require_token)]

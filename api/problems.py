@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import Problem
@@ -15,12 +16,16 @@ from reelflow.errors import (
     ArtifactNotFound,
     DispatchFailed,
     InvalidParams,
+    Overloaded,
+    ParamsTooLarge,
     ReelflowError,
     RunNotFound,
     RunStateConflict,
     SchemaBehind,
     StepNotFound,
     UnknownWorkflow,
+    field_errors,
+    summarise,
 )
 
 log = structlog.get_logger("reelflow.api")
@@ -46,6 +51,8 @@ STATUS: dict[type[ReelflowError], int] = {
     InvalidParams: 422,
     RunStateConflict: 409,
     DispatchFailed: 503,
+    Overloaded: 429,
+    ParamsTooLarge: 413,
     SchemaBehind: 503,
 }
 
@@ -87,20 +94,15 @@ async def _reelflow_error(request: Request, exc: Exception) -> JSONResponse:
         extra["errors"] = [{"field": "workflow", "message": exc.message}]
     if isinstance(exc, RunStateConflict) and exc.status:
         extra["run_status"] = str(exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
     title = (type(exc).__doc__ or type(exc).__name__).strip().splitlines()[0]
-    return problem(status, title, exc.message, code=exc.code, **extra)
+    return problem(status, title, exc.message, code=exc.code, headers=headers, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-            "message": str(e.get("msg", "invalid")),
-        }
-        for e in exc.errors()
-    ]
-    detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+    errors = field_errors(exc.errors(), skip="body")
+    detail = summarise(errors, whole="body")
     return problem(422, "Request is invalid", detail, code="validation_error", errors=errors)
 
 
@@ -114,6 +116,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         413: "too_large",
     }
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:  # every method of the path, not only the first route's
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
     return problem(
         exc.status_code,
         str(exc.detail),
@@ -121,6 +125,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         code=code.get(exc.status_code, "http_error"),
         headers=headers,
     )
+
+
+def _allowed(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RunStatus, StepStatus
@@ -31,29 +31,41 @@ class RunCreate(BaseModel):
 
     workflow: str = Field(min_length=1, max_length=100, examples=["probe"])
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"width": 3}])
+    faults: dict[str, Annotated[StrictInt, Field(ge=0, le=100)]] | None = Field(
+        None,
+        max_length=1000,
+        description="testing aid: step key -> attempts that fail (needs ALLOW_FAULT_INJECTION)",
+        examples=[{"c[2]": 1}],
+    )
 
-    @field_validator("workflow", "params")
+    @field_validator("workflow", "params", "faults")
     @classmethod
     def _text_only(cls, value: Any) -> Any:
         return _no_nul(value)
 
 
-class RunOut(BaseModel):
+class RunSummary(BaseModel):
+    """A run as listed: everything but its params (on GET /runs/{id})."""
+
     id: uuid.UUID
     workflow: str
     workflow_version: int
-    params: dict[str, Any]
     status: RunStatus
     error: dict[str, Any] | None
-    resume_count: int
+    generation: int = Field(description="dispatch generation: bumped by resume, retry, requeue")
+    resume_count: int = Field(description="deprecated: the same as `generation`")
     idempotency_key: str | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, run: RunRecord) -> RunOut:
-        return cls.model_validate(run.model_dump())
+    def of(cls, run: RunRecord) -> Self:
+        return cls.model_validate({**run.model_dump(), "resume_count": run.generation})
+
+
+class RunOut(RunSummary):
+    params: dict[str, Any]
 
 
 class StepOut(BaseModel):
@@ -100,7 +112,7 @@ class AttemptOut(BaseModel):
 
 
 class RunPage(BaseModel):
-    items: list[RunOut]
+    items: list[RunSummary]
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
 
 
@@ -135,6 +147,13 @@ class CheckOut(BaseModel):
 
 class WorkersOut(CheckOut):
     names: list[str] = []
+    queues: dict[str, list[str]] = Field(default_factory=dict, description="queue -> workers")
+
+
+class ProbeOut(BaseModel):
+    status: str
+    database: CheckOut | None = None
+    broker: CheckOut | None = None
 
 
 class HealthOut(BaseModel):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,35 +13,50 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def bench_environment(
-    tmp: Path, *, include: str | None = None, concurrency: int = 2, queues: str = "default,gpu"
-) -> Iterator[None]:
+def servers(tmp: Path) -> Iterator[None]:
+    """DATABASE_URL and REDIS_URL as given, or embedded servers under `tmp` for the block;
+    the database migrated to head either way."""
     stops = []
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
-        from reelflow.embedded import start_postgres, start_redis
+        from reelflow.cli.embedded import start_postgres, start_redis
 
         pg = start_postgres(tmp / "pg")
         rd = start_redis(tmp / "redis", persist=False)
         os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = pg.url, rd.url
         stops = [rd.stop, pg.stop]
-    os.environ.setdefault("ARTIFACT_ROOT", str(tmp / "artifacts"))
-    os.environ.setdefault("PUBLISH_DIR", str(tmp / "published"))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("LOG_FORMAT", "json")
-
+    from db.migrate import upgrade
     from reelflow.settings import get_settings
 
     get_settings.cache_clear()
-    from db.migrate import upgrade
+    try:
+        upgrade(get_settings().require_database_url())
+        yield
+    finally:
+        for stop in stops:
+            stop()
 
-    upgrade(get_settings().require_database_url())
+
+@contextmanager
+def bench_environment(
+    tmp: Path, *, include: str | None = None, concurrency: int = 2, queues: str = "default,gpu"
+) -> Iterator[None]:
+    os.environ.setdefault("ARTIFACT_ROOT", str(tmp / "artifacts"))
+    os.environ.setdefault("PUBLISH_DIR", str(tmp / "published"))
+    os.environ.setdefault("LOG_FORMAT", "json")
+    with servers(tmp):
+        yield from _with_worker(tmp, include, concurrency, queues)
+
+
+def _with_worker(tmp: Path, include: str | None, concurrency: int, queues: str) -> Iterator[None]:
 
     log = tmp / "worker.log"
-    args = [
-        sys.executable, "-m", "celery", "-A", "reelflow", "worker", "-Q", queues,
-        "-c", str(concurrency), "-l", os.environ["LOG_LEVEL"], "-n", f"bench-{os.getpid()}@%h",
-        "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
+    from reelflow.cli.processes import stop_groups, worker_args
+
+    name = f"bench-{os.getpid()}@%h"
+    args = worker_args(
+        queues, concurrency, name, os.environ["LOG_LEVEL"], "--without-mingle", "--without-gossip"
+    )
     if include:
         args += ["-I", include]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -55,13 +68,7 @@ def bench_environment(
         _wait_ready(worker, log)
         yield
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-        for stop in stops:
-            stop()
+        stop_groups([worker], 30)
 
 
 def _wait_ready(worker: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

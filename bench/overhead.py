@@ -43,7 +43,7 @@ def main() -> None:
 
         from bench.overhead_tasks import CHAIN_LENGTH, FANOUT_WIDTH, noop
         from db.engine import driver_connection
-        from steps import runtime
+        from steps.engine import bridge
         from workflows.operations import start_run
 
         def raw_chain() -> float:
@@ -74,8 +74,8 @@ def main() -> None:
 
         def durable(workflow: str) -> float:
             started = time.perf_counter()
-            run = runtime.run(start_run(workflow, {}, actor="bench")).run
-            runtime.run(finished(run.id))
+            run = bridge.run(start_run(workflow, {}, actor="bench")).run
+            bridge.run(finished(run.id))
             return time.perf_counter() - started
 
         durable("bench_chain")  # warm up both paths

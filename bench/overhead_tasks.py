@@ -10,10 +10,10 @@ import inspect
 from pydantic import BaseModel, ConfigDict
 
 from reelflow.celery_app import app
-from steps.task import step
-from workflows.definition import Workflow
+from steps.engine.task import step
 from workflows.registry import register
 from workflows.spec import chain, chord, map
+from workflows.workflow import Workflow
 
 CHAIN_LENGTH = 200
 FANOUT_WIDTH = 500
@@ -29,7 +29,6 @@ class BenchParams(BaseModel):
 
     width: int = FANOUT_WIDTH
     max_attempts: int | None = None
-    fail: dict[str, int] = {}
 
 
 class Empty(BaseModel):

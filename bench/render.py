@@ -27,10 +27,10 @@ from bench.harness import bench_environment
 
 
 def render_fps(seconds: float, width: int = 720, height: int = 1280, fps: int = 30) -> float:
-    from steps.frames import ScenePainter
-    from steps.render import encode_scene
-    from steps.script import STYLES
-    from steps.video_models import Scene
+    from steps.short_video.frames import ScenePainter
+    from steps.short_video.models import Scene
+    from steps.short_video.render import encode_scene
+    from steps.short_video.script import STYLES
 
     scene = Scene(
         index=0,
@@ -55,7 +55,7 @@ def render_fps(seconds: float, width: int = 720, height: int = 1280, fps: int = 
 def whole_run(tmp: Path) -> dict[str, object]:
     with bench_environment(tmp, concurrency=2):
         from db.engine import driver_connection
-        from steps import runtime
+        from steps.engine import bridge
         from workflows.operations import start_run
 
         async def finished(run_id: object) -> str:
@@ -67,8 +67,8 @@ def whole_run(tmp: Path) -> dict[str, object]:
                 await asyncio.sleep(0.1)
 
         started = time.perf_counter()
-        run = runtime.run(start_run("short_video", {"length_seconds": 30}, actor="bench")).run
-        status = runtime.run(finished(run.id))
+        run = bridge.run(start_run("short_video", {"length_seconds": 30}, actor="bench")).run
+        status = bridge.run(finished(run.id))
         return {"run_status": status, "run_wall_s": round(time.perf_counter() - started, 2)}
 
 

@@ -1,12 +1,14 @@
 """The claim protocol: the only way a step's status changes while it executes.
 
 Each operation is one SQL statement (CTEs), so it is atomic and costs one round trip:
-claim-and-read-inputs, complete-and-close-attempt, fail-and-close-attempt, renew-lease.
+claim-and-read-inputs here, and complete, fail and renew-lease in `db.outcomes`.
 They run on asyncpg directly (prepared statements, no ORM layer): they are the hot path,
 paid on every step, where SQLAlchemy's per-statement overhead was several times the
 database's own time.
-Every write after the claim is guarded by `attempts = :attempt AND status = 'running'`, so
-a zombie attempt whose lease expired cannot overwrite the attempt that replaced it.
+A claim is fenced twice: by the run's generation (a message sent under an earlier
+dispatch never runs) and by the step's dependencies (all succeeded, checked in the same
+statement). Every write after the claim is guarded by `attempts = :attempt AND status =
+'running'`, so a zombie attempt whose lease expired cannot overwrite its successor.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from typing import Any
 
 import asyncpg
 
+from db.models import OPEN_STEP
 from db.states import (
+    LOST_ERROR_TYPE,
+    LOST_MESSAGE,
     RUN_CLAIMABLE,
+    RUN_DISPATCHING,
     STEP_CLAIMABLE,
     AttemptStatus,
     RunStatus,
@@ -28,12 +34,21 @@ from db.states import (
     sql_in,
 )
 
+_S, _A = StepStatus, AttemptStatus
+
 
 class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"
-    ALREADY_SUCCEEDED = "already_succeeded"
+    ALREADY_SUCCEEDED = "already_succeeded"  # a redelivery of this generation's message
     BUSY = "busy"  # running under a live lease: a duplicate delivery
-    NOT_RUNNABLE = "not_runnable"  # run cancelled, step failed/cancelled, or no such step
+    STALE = "stale"  # sent under an earlier generation of the run
+    NOT_READY = "not_ready"  # a dependency has not succeeded (or its map is not expanded)
+    NOT_RUNNABLE = "not_runnable"  # run over or cancelled; step failed/cancelled/superseded
+
+
+#: Outcomes that leave no row behind and are counted instead (`engine_counters`).
+IGNORED = frozenset({ClaimOutcome.BUSY, ClaimOutcome.STALE, ClaimOutcome.NOT_READY,
+                     ClaimOutcome.NOT_RUNNABLE})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,48 +57,79 @@ class Claim:
     step_id: int = 0
     status: StepStatus | None = None
     run_status: RunStatus | None = None
+    generation: int = 0
     attempt: int = 0
     max_attempts: int = 1
     lease_owner: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     item: Any = None
+    #: Attempts of this step that the run asked to fail (fault injection, when allowed).
+    injected_failures: int = 0
     #: Recorded outputs of the dependencies: step name -> [(item_index, output), ...].
     inputs: dict[str, list[tuple[int | None, Any]]] = field(default_factory=dict)
 
 
+# $1 run, $2 key, $3 single deps, $4 owner, $5 hostname, $6 task id, $7 queue, $8 lease s,
+# $9 dead same-host owner to take over, $10 mapped deps, $11 generation, $12 worker id,
+# $13 seconds after which a silent worker counts as dead, $14 whether the step reads params.
 _CLAIM = f"""
 WITH cur AS (
-    SELECT s.id, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
-           r.status AS run_status, r.params
+    SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
+           r.status AS run_status, r.generation, r.params, r.faults ->> $2 AS injected,
+           (r.maps ?& $10::text[])
+           AND NOT EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = $1
+                           AND d.key = ANY($3::text[]) AND d.status <> '{_S.SUCCEEDED}')
+           AND NOT EXISTS (SELECT 1 FROM step_runs d
+                           WHERE cardinality($10::text[]) > 0 AND d.run_id = $1
+                             AND d.step = ANY($10::text[]) AND d.item_index IS NOT NULL
+                             AND d.{OPEN_STEP}) AS ready
     FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
     WHERE s.run_id = $1 AND s.key = $2
 ), claimed AS (
     UPDATE step_runs s
-    SET status = 'running', attempts = s.attempts + 1, lease_owner = $4,
+    SET status = '{_S.RUNNING}', attempts = s.attempts + 1, lease_owner = $4,
+        lease_worker = nullif($12::text, ''),
         lease_expires_at = now() + make_interval(secs => $8), celery_task_id = $6,
         started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
     FROM cur
-    WHERE s.id = cur.id AND cur.run_status IN {sql_in(RUN_CLAIMABLE)}
+    WHERE s.id = cur.id AND cur.generation = $11 AND cur.ready
+      AND cur.run_status IN {sql_in(RUN_CLAIMABLE)}
       AND (s.status IN {sql_in(STEP_CLAIMABLE)}
-           OR (s.status = 'running'
-               AND (s.lease_expires_at < now() OR s.lease_owner = $9::text)))
+           OR (s.status = '{_S.RUNNING}'
+               AND (s.lease_owner = $9::text
+                    OR (s.lease_expires_at < now()
+                        -- a live worker keeps its step, even if its lease lapsed in an outage
+                        AND NOT EXISTS (SELECT 1 FROM worker_heartbeats w
+                                        WHERE w.id = s.lease_worker
+                                          AND w.last_seen > now() - make_interval(secs => $13))
+                    ))))
     RETURNING s.id, s.attempts
+), started AS (
+    UPDATE workflow_runs r
+    SET status = '{RunStatus.RUNNING}', started_at = coalesce(r.started_at, now()),
+        updated_at = now()
+    WHERE r.id = $1 AND r.status || '' IN {sql_in(RUN_DISPATCHING)}
+      AND EXISTS (SELECT 1 FROM claimed)
 ), lost AS (
-    UPDATE step_attempts a SET status = 'lost', finished_at = now(),
+    UPDATE step_attempts a SET status = '{_A.LOST}', finished_at = now(),
         duration_ms = extract(epoch FROM now() - a.started_at) * 1000,
-        error_type = 'WorkerLost', error_message = 'lease expired or worker died'
+        error_type = '{LOST_ERROR_TYPE}', error_message = '{LOST_MESSAGE}'
     FROM claimed
-    WHERE a.step_run_id = claimed.id AND a.status = 'running' AND a.attempt < claimed.attempts
+    WHERE a.step_run_id = claimed.id AND a.status = '{_A.RUNNING}'
+      AND a.attempt < claimed.attempts
 ), att AS (
-    INSERT INTO step_attempts (step_run_id, run_id, step_key, attempt, status,
+    INSERT INTO step_attempts (step_run_id, run_id, step_key, step, attempt, status,
                                celery_task_id, worker_hostname, queue, started_at)
-    SELECT id, $1::uuid, $2::text, attempts, 'running',
+    SELECT claimed.id, $1::uuid, $2::text, cur.step, claimed.attempts, '{_A.RUNNING}',
            $6::text, $5::text, $7::text, now()
-    FROM claimed
+    FROM claimed, cur
 )
-SELECT cur.id, cur.status, cur.run_status, cur.max_attempts, cur.lease_owner,
-       (SELECT attempts FROM claimed) AS claimed_attempt,
-       CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN cur.params END AS params,
+SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_attempts,
+       cur.attempts,
+       cur.lease_owner, (SELECT attempts FROM claimed) AS claimed_attempt,
+       -- params only to a step that reads them: a large blob is not copied to every step
+       CASE WHEN EXISTS (SELECT 1 FROM claimed) AND $14 THEN cur.params END AS params,
+       CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN cur.injected END AS injected,
        cur.item,
        CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN (
            SELECT coalesce(jsonb_agg(jsonb_build_array(i.step, i.item_index, i.output)
@@ -95,69 +141,14 @@ SELECT cur.id, cur.status, cur.run_status, cur.max_attempts, cur.lease_owner,
                CROSS JOIN LATERAL (SELECT * FROM step_runs v
                                    WHERE v.run_id = $1 AND v.key = k.key) u
                UNION ALL
-               -- ... and every item of a mapped step, scanned only when one is read
+               -- ... and every live item of a mapped step, scanned only when one is read
                SELECT u.step, u.item_index, u.output FROM step_runs u
                WHERE cardinality($10::text[]) > 0 AND u.run_id = $1
                  AND u.step = ANY($10::text[]) AND u.item_index IS NOT NULL
+                 AND u.status <> '{_S.SUPERSEDED}'
            ) i
        ) END AS inputs
 FROM cur
-"""
-
-_COMPLETE = """
-WITH done AS (
-    UPDATE step_runs
-    SET status = 'succeeded', output = $4::jsonb, error = NULL, finished_at = now(),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE id = $1 AND attempts = $3 AND status = 'running'
-    RETURNING id
-), att AS (
-    UPDATE step_attempts a
-    SET status = 'succeeded', finished_at = now(),
-        duration_ms = extract(epoch FROM now() - a.started_at) * 1000
-    WHERE a.step_run_id = $1 AND a.attempt = $3 AND EXISTS (SELECT 1 FROM done)
-), fin AS (
-    UPDATE workflow_runs r
-    SET status = 'succeeded', finished_at = now(), updated_at = now(), error = NULL
-    -- `status || ''`: look the run up by primary key, never by scanning running runs
-    WHERE r.id = $2 AND r.status || '' = 'running' AND EXISTS (SELECT 1 FROM done)
-      AND NOT EXISTS (SELECT 1 FROM step_runs s
-                      WHERE s.run_id = $2 AND s.id <> $1 AND s.status <> 'succeeded')
-    RETURNING r.id
-)
-SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished
-"""
-
-_STEP_STATE = "SELECT status, attempts FROM step_runs WHERE id = $1"
-
-_FAIL = """
-WITH f AS (
-    UPDATE step_runs
-    SET status = $4::text, error = $6::jsonb, lease_owner = NULL, lease_expires_at = NULL,
-        updated_at = now(), finished_at = CASE WHEN $4::text = 'failed' THEN now() END
-    WHERE id = $1 AND attempts = $3 AND status = 'running'
-    RETURNING id
-), att AS (
-    UPDATE step_attempts a
-    SET status = $5, finished_at = now(),
-        duration_ms = extract(epoch FROM now() - a.started_at) * 1000,
-        error_type = $8, error_message = $9, traceback = $10
-    WHERE a.step_run_id = $1 AND a.attempt = $3 AND EXISTS (SELECT 1 FROM f)
-), fr AS (
-    UPDATE workflow_runs
-    SET status = 'failed', error = $7::jsonb, finished_at = now(), updated_at = now()
-    WHERE id = $2 AND $4::text = 'failed' AND status || '' = 'running'
-      AND EXISTS (SELECT 1 FROM f)
-    RETURNING id
-)
-SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed
-"""
-
-_RENEW = """
-UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => $3)
-FROM workflow_runs r
-WHERE s.id = $1 AND s.attempts = $2 AND s.status = 'running' AND r.id = s.run_id
-RETURNING r.status
 """
 
 
@@ -170,19 +161,25 @@ async def claim(
     *,
     run_id: uuid.UUID,
     key: str,
+    generation: int,
     deps: list[str],
     mapped_deps: list[str],
     owner: str,
+    worker_id: str | None,
     hostname: str,
     task_id: str,
     queue: str,
     lease_seconds: int,
+    worker_dead_after: float,
+    wants_params: bool = True,
     steal_from: str | None = None,
 ) -> Claim:
-    """Try to take the step for one attempt; on success, also return its inputs and params."""
+    """Take the step for one attempt of `generation`, if that is the run's current one and
+    every dependency has succeeded; then also return its inputs and params."""
     row = await conn.fetchrow(
         _CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
-        steal_from or "", mapped_deps,
+        steal_from or "", mapped_deps, generation, worker_id or "", float(worker_dead_after),
+        wants_params,
     )  # fmt: skip
     if row is None:
         return Claim(ClaimOutcome.NOT_RUNNABLE)
@@ -196,93 +193,36 @@ async def claim(
             step_id=row["id"],
             status=status,
             run_status=run_status,
+            generation=generation,
             attempt=row["claimed_attempt"],
             max_attempts=row["max_attempts"],
             params=_loads(row["params"]) or {},
             item=_loads(row["item"]),
+            injected_failures=int(row["injected"] or 0),
             inputs=inputs,
         )
+    return Claim(
+        _refusal(row, generation, status, run_status),
+        step_id=row["id"],
+        attempt=row["attempts"],  # the step's latest attempt, for the log line
+        status=status,
+        run_status=run_status,
+        generation=row["generation"],
+        lease_owner=row["lease_owner"],
+    )
+
+
+def _refusal(
+    row: asyncpg.Record, generation: int, status: StepStatus, run_status: RunStatus
+) -> ClaimOutcome:
+    """Why a claim took nothing: the first of these that holds."""
+    if row["generation"] != generation:
+        return ClaimOutcome.STALE
     if status is StepStatus.SUCCEEDED:
-        outcome = ClaimOutcome.ALREADY_SUCCEEDED
-    elif status is StepStatus.RUNNING or (status in STEP_CLAIMABLE and run_status in RUN_CLAIMABLE):
-        # Running under a live lease, or claimed by a concurrent duplicate in between.
-        outcome = ClaimOutcome.BUSY
-    else:
-        outcome = ClaimOutcome.NOT_RUNNABLE
-    return Claim(outcome, status=status, run_status=run_status, lease_owner=row["lease_owner"])
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    recorded: bool  # False: this attempt was superseded (a zombie) or already recorded
-    run_finished: bool
-    status: StepStatus | None
-    attempts: int | None
-
-
-async def complete(
-    conn: asyncpg.Connection,
-    *,
-    step_id: int,
-    run_id: uuid.UUID,
-    attempt: int,
-    output: dict[str, Any],
-) -> Completion:
-    row = await conn.fetchrow(_COMPLETE, step_id, run_id, attempt, json.dumps(output))
-    assert row is not None
-    if row["done"]:
-        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt)
-    # Not recorded: superseded by a later attempt, or cancelled. Say what happened instead.
-    now = await conn.fetchrow(_STEP_STATE, step_id)
-    return Completion(
-        recorded=False,
-        run_finished=False,
-        status=StepStatus(now["status"]) if now else None,
-        attempts=now["attempts"] if now else None,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class FailureRecord:
-    error_type: str
-    message: str
-    traceback: str
-    retrying: bool
-
-
-async def fail(
-    conn: asyncpg.Connection,
-    *,
-    step_id: int,
-    run_id: uuid.UUID,
-    key: str,
-    attempt: int,
-    failure: FailureRecord,
-) -> tuple[bool, bool]:
-    """Record a failed attempt; returns (recorded, run_failed)."""
-    error = {"type": failure.error_type, "message": failure.message, "attempt": attempt}
-    status = StepStatus.RETRYING if failure.retrying else StepStatus.FAILED
-    attempt_status = AttemptStatus.RETRYING if failure.retrying else AttemptStatus.FAILED
-    row = await conn.fetchrow(
-        _FAIL,
-        step_id,
-        run_id,
-        attempt,
-        status.value,
-        attempt_status.value,
-        json.dumps(error),
-        json.dumps({**error, "step": key}),
-        failure.error_type,
-        failure.message,
-        failure.traceback,
-    )
-    assert row is not None
-    return bool(row["changed"]), bool(row["run_failed"])
-
-
-async def renew_lease(
-    conn: asyncpg.Connection, *, step_id: int, attempt: int, lease_seconds: int
-) -> RunStatus | None:
-    """Extend this attempt's lease; None when the attempt no longer owns the step."""
-    row = await conn.fetchrow(_RENEW, step_id, attempt, float(lease_seconds))
-    return RunStatus(row["status"]) if row else None
+        return ClaimOutcome.ALREADY_SUCCEEDED
+    if run_status not in RUN_CLAIMABLE or not (status in STEP_CLAIMABLE or status is _S.RUNNING):
+        return ClaimOutcome.NOT_RUNNABLE
+    if not row["ready"]:
+        return ClaimOutcome.NOT_READY
+    # Running under a live lease, or claimed by a concurrent duplicate in between.
+    return ClaimOutcome.BUSY

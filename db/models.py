@@ -1,4 +1,5 @@
-"""ORM models of the four tables. The state columns are guarded by CHECK constraints."""
+"""ORM models. The state columns are guarded by CHECK constraints and by the transition
+triggers `db/states.py` declares."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.base import Base
-from db.states import AttemptStatus, RunStatus, StepStatus
+from db.states import AttemptStatus, RunStatus, StepStatus, sql_in
+
+#: Steps not finished for good: the partial index every completion asks "anything left?".
+OPEN_STEP = f"status NOT IN {sql_in({StepStatus.SUCCEEDED, StepStatus.SUPERSEDED})}"
 
 
 def _check(column: str, enum: type[RunStatus] | type[StepStatus] | type[AttemptStatus]) -> str:
@@ -36,6 +40,7 @@ class WorkflowRun(Base):
         CheckConstraint(_check("status", RunStatus), name="status"),
         Index("ix_workflow_runs_status_created", "status", "created_at"),
         Index("ix_workflow_runs_created_id", "created_at", "id"),
+        Index("ix_workflow_runs_finished", "finished_at"),  # pruning old runs
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -45,7 +50,15 @@ class WorkflowRun(Base):
     status: Mapped[str] = mapped_column(String(16), server_default=RunStatus.PENDING.value)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    resume_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: Bumped by every dispatch (start, resume, retry, reconciler requeue); a message runs
+    #: only in the generation it was sent under.
+    generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: sha256 of the request that created the run, so a reused Idempotency-Key is detected.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Failures to inject (step key -> attempts that fail); honoured only when allowed.
+    faults: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    #: Maps expanded for the current output of their source: mapped step -> width.
+    maps: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -68,7 +81,13 @@ class StepRun(Base):
             postgresql_where=text("status = 'running'"),
         ),
         # "is anything of this run left?", asked by every step's completion.
-        Index("ix_step_runs_open", "run_id", postgresql_where=text("status <> 'succeeded'")),
+        Index("ix_step_runs_open", "run_id", postgresql_where=text(OPEN_STEP)),
+        # "steps in flight by status", for metrics: bounded by the work in flight.
+        Index(
+            "ix_step_runs_in_flight",
+            "status",
+            postgresql_where=text("status IN ('queued', 'running', 'retrying')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -88,6 +107,8 @@ class StepRun(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The worker (its heartbeat row) whose process holds the lease.
+    lease_worker: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -103,6 +124,14 @@ class StepAttempt(Base):
         UniqueConstraint("step_run_id", "attempt"),
         CheckConstraint(_check("status", AttemptStatus), name="status"),
         Index("ix_step_attempts_run", "run_id"),
+        # "attempts of one step, by time" (slowest steps, a step's failures)
+        Index("ix_step_attempts_step_started", "step", "started_at"),
+        # "failed attempts in the last hour"
+        Index(
+            "ix_step_attempts_failed_started",
+            "started_at",
+            postgresql_where=text("status = 'failed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -113,6 +142,7 @@ class StepAttempt(Base):
     # (a second foreign key here would cost every claim another trigger and row lock).
     run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     step_key: Mapped[str] = mapped_column(String(200))
+    step: Mapped[str] = mapped_column(String(100))
     attempt: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
@@ -138,3 +168,58 @@ class RunEvent(Base):
     actor: Mapped[str] = mapped_column(String(100), server_default="system")
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DispatchIntent(Base):
+    """The outbox: a generation of a run to publish, written with the state change that
+    asked for it, and published (then marked sent) by a relay."""
+
+    __tablename__ = "dispatch_intents"
+    __table_args__ = (
+        UniqueConstraint("run_id", "generation"),
+        Index(
+            "ix_dispatch_intents_due",
+            "available_at",
+            postgresql_where=text("sent_at IS NULL AND discarded_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    generation: Mapped[int] = mapped_column(Integer)
+    canvas: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    reason: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    available_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    discarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    publish_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerHeartbeat(Base):
+    """One row per running worker (main process), refreshed every few seconds: a lease
+    whose worker stopped beating is released without waiting for the lease to expire."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EngineCounter(Base):
+    """Monotonic counters of engine events that leave no row behind (an ignored delivery)."""
+
+    __tablename__ = "engine_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -23,7 +23,10 @@ class RunRecord(_Record):
     status: RunStatus
     idempotency_key: str | None = None
     error: dict[str, Any] | None = None
-    resume_count: int
+    generation: int
+    request_hash: str | None = None
+    faults: dict[str, int] | None = None
+    maps: dict[str, int] = {}
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -45,6 +48,7 @@ class StepRecord(_Record):
     celery_task_id: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    lease_worker: str | None = None
     created_at: datetime
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -63,6 +67,7 @@ class AttemptRecord(_Record):
     step_run_id: int
     run_id: uuid.UUID
     step_key: str
+    step: str
     attempt: int
     status: str
     celery_task_id: str | None = None
@@ -76,13 +81,14 @@ class AttemptRecord(_Record):
     traceback: str | None = None
 
 
-class EventRecord(_Record):
-    id: int
-    run_id: uuid.UUID
-    kind: str
-    actor: str
-    detail: dict[str, Any]
-    created_at: datetime
+class OpenStep(_Record):
+    """The little the compiler and the operations need of a step that is not finished."""
+
+    key: str
+    step: str
+    status: StepStatus
+    item_index: int | None = None
+    celery_task_id: str | None = None
 
 
 class NewStep(BaseModel):

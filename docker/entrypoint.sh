@@ -31,7 +31,7 @@ case "$role" in
   healthcheck)
     role_file="$(cat /tmp/reelflow-role 2>/dev/null || echo none)"
     case "$role_file" in
-      api) exec curl -fsS "http://127.0.0.1:${API_PORT:-8000}/health" -o /dev/null ;;
+      api) exec curl -fsS "http://127.0.0.1:${API_PORT:-8000}/readyz" -o /dev/null ;;
       reconciler) test -n "$(find /tmp/reelflow-reconciler.alive -mmin -2 2>/dev/null)" ;;
       *@*) exec celery -A reelflow inspect ping -d "$role_file" -t 5 ;;
       *) exit 0 ;;

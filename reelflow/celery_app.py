@@ -6,6 +6,7 @@ broker URL until something actually talks to the broker.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from celery import Celery
@@ -15,16 +16,20 @@ from reelflow.settings import get_settings
 
 QUEUES = ("default", "gpu")
 
+#: The engine's worker side: lifecycle hooks and the `inspect steps` remote command.
+WORKER_MODULES = ["steps.engine.hooks", "steps.engine.inspect"]
+
 #: Modules whose import registers tasks; the worker imports them at start.
 TASK_MODULES = [
     "steps.probe",
-    "steps.trends",
-    "steps.script",
-    "steps.voice",
-    "steps.render",
-    "steps.compose",
-    "steps.publish",
+    "steps.short_video.trends",
+    "steps.short_video.script",
+    "steps.short_video.voice",
+    "steps.short_video.render",
+    "steps.short_video.compose",
+    "steps.short_video.publish",
     "workflows.expander",
+    "workflows.maintenance",
 ]
 
 
@@ -62,13 +67,18 @@ def celery_config() -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "include": TASK_MODULES,
+        "include": [*WORKER_MODULES, *TASK_MODULES],
     }
 
 
 app = Celery("reelflow")
 app.add_defaults(celery_config)
 
-# Worker-side wiring (signals, the `inspect steps` command) lives with the step runtime.
-import steps.control  # noqa: E402
-import steps.worker_signals  # noqa: E402, F401
+
+def load_worker_modules() -> None:
+    """Import, by name, what a process needs that talks to workers: the step tasks, the
+    worker hooks and the `inspect steps` command (whose client side must know it too).
+    Named as strings, like Celery's own `include`, so the ground floor imports nothing
+    above it."""
+    for module in (*WORKER_MODULES, *TASK_MODULES):
+        importlib.import_module(module)

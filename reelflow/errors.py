@@ -5,23 +5,30 @@ ReelflowError
 ├── SchemaBehind                database not migrated to head
 ├── UnknownWorkflow             no workflow of that name
 ├── InvalidParams               params rejected by the workflow's params model
+│   ├── IdempotencyKeyReused    the Idempotency-Key was used for a different request
+│   └── FaultInjectionDisabled  faults asked for, ALLOW_FAULT_INJECTION is off
 ├── RunNotFound / StepNotFound  no such run or step
 ├── ArtifactNotFound            no such file of a run, or a path outside its folder
 ├── RunStateConflict            the run's state forbids the operation (HTTP 409)
 │   └── RunBusy                 the run (or one of its steps) is still running
 ├── DispatchFailed              the broker did not take the messages (HTTP 503)
+├── Overloaded                  too many active runs, or a client over its rate (HTTP 429)
+├── ParamsTooLarge              a run's params over MAX_PARAMS_BYTES (HTTP 413)
+├── StaleDelivery               a message of an earlier generation of its run
 └── StepError                   raised by step code
     ├── TransientStepError      worth retrying (the default for unexpected errors is permanent)
-    │   └── InjectedFailure     a failure asked for by the run's `fail` param
+    │   └── InjectedFailure     a failure asked for by the run's `faults`
     └── PermanentStepError      never retried
 
-StepCancelled derives from BaseException so step code cannot swallow it with `except Exception`.
+StepStopped (the run was cancelled, or the attempt lost its lease to another) derives from
+BaseException so step code cannot swallow it with `except Exception`.
 
 The class docstring is the default message; `code` is stable and shows in API payloads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -64,6 +71,18 @@ class InvalidParams(ReelflowError):
         self.errors = errors or []
 
 
+class IdempotencyKeyReused(InvalidParams):
+    """The Idempotency-Key was already used with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class FaultInjectionDisabled(InvalidParams):
+    """Failure injection is a testing aid: set ALLOW_FAULT_INJECTION=true to use `faults`."""
+
+    code = "fault_injection_disabled"
+
+
 class RunNotFound(ReelflowError):
     """No run has that id."""
 
@@ -104,6 +123,30 @@ class DispatchFailed(ReelflowError):
     code = "dispatch_failed"
 
 
+class Overloaded(ReelflowError):
+    """Not now: too many runs are active, or this client sends too fast. Try again later."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, code: str = "") -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        if code:
+            self.code = code
+
+
+class ParamsTooLarge(ReelflowError):
+    """The run's params are larger than MAX_PARAMS_BYTES."""
+
+    code = "params_too_large"
+
+
+class StaleDelivery(ReelflowError):
+    """A message sent under an earlier generation of its run: it must change nothing."""
+
+    code = "stale_delivery"
+
+
 class StepError(ReelflowError):
     """A step failed."""
 
@@ -117,7 +160,7 @@ class TransientStepError(StepError):
 
 
 class InjectedFailure(TransientStepError):
-    """A failure injected by the run's `fail` param."""
+    """A failure injected by the run's `faults` (only with ALLOW_FAULT_INJECTION=true)."""
 
     code = "injected_failure"
 
@@ -128,5 +171,23 @@ class PermanentStepError(StepError):
     code = "permanent_step_error"
 
 
-class StepCancelled(BaseException):
-    """The run was cancelled while this step ran. Not an Exception: step code must not catch it."""
+class StepStopped(BaseException):
+    """The step must stop: its run was cancelled, or its attempt lost the lease to another.
+
+    Not an Exception: step code must not catch it."""
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], *, skip: str = "") -> list[dict[str, str]]:
+    """Pydantic's validation errors as [{field, message}], `skip` left out of field paths."""
+    return [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p != skip),
+            "message": str(e.get("msg", "invalid")),
+        }
+        for e in errors
+    ]
+
+
+def summarise(errors: list[dict[str, str]], *, whole: str) -> str:
+    """One line naming every bad field (`whole` stands for an error about the whole)."""
+    return "; ".join(f"{e['field'] or whole}: {e['message']}" for e in errors)

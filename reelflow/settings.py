@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reelflow.errors import ConfigError
+from reelflow.errors import ConfigError, field_errors, summarise
 
 
 def async_database_url(url: str) -> str:
@@ -55,7 +55,31 @@ class Settings(BaseSettings):
         120, ge=5, description="Reconciler: a run with no progress and no live lease this long"
     )
     reconcile_interval_seconds: float = Field(
-        15, gt=0, le=3600, description="Reconciler: seconds between passes"
+        5, gt=0, le=3600, description="Reconciler: seconds between passes (in every worker)"
+    )
+    worker_heartbeat_seconds: float = Field(
+        2, gt=0, le=60, description="How often a worker records that it is alive"
+    )
+    worker_dead_after_seconds: float = Field(
+        10, gt=0, le=3600, description="A worker silent this long is dead: its steps are requeued"
+    )
+    relay_grace_seconds: float = Field(
+        2, ge=0, le=60, description="Background relays leave a new intent to its writer this long"
+    )
+    sse_keepalive_seconds: float = Field(
+        15, gt=0, le=300, description="Event streams send a keepalive comment this often"
+    )
+    max_active_runs: int = Field(
+        1000, ge=1, description="Runs pending or running at once; beyond it POST /runs gets 429"
+    )
+    rate_limit: str = Field(
+        "120/minute", description="Mutating requests per client (`limits` notation); empty: off"
+    )
+    max_params_bytes: int = Field(
+        65_536, ge=64, description="Largest params of a run (JSON bytes); beyond it 413"
+    )
+    allow_fault_injection: bool = Field(
+        False, description="Honour `faults` on runs (testing aid; never in production)"
     )
     visibility_timeout_seconds: int = Field(
         7200, ge=60, description="Redis redelivery timeout; must exceed the longest step"
@@ -92,6 +116,15 @@ class Settings(BaseSettings):
         if v and not v.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
             raise ValueError("must be a redis:// URL")
         return v or None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        if v.strip():
+            from limits import parse
+
+            parse(v)  # "120/minute", "10/second;1000/hour": ValueError otherwise
+        return v.strip()
 
     @model_validator(mode="before")
     @classmethod
@@ -135,11 +168,8 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from None
+        errors = [{**e, "field": e["field"].upper()} for e in field_errors(exc.errors())]
+        raise ConfigError(f"invalid settings: {summarise(errors, whole='settings')}") from None
 
 
 @lru_cache(maxsize=1)

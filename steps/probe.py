@@ -11,9 +11,9 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from steps.models import StepContext
-from steps.retry import RetryPolicy
-from steps.task import step
+from steps.engine.context import StepContext
+from steps.engine.retry import RetryPolicy
+from steps.engine.task import step
 
 PROBE_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.2, backoff_max=2.0)
 
@@ -24,8 +24,8 @@ class ProbeParams(BaseModel):
     width: int = Field(3, ge=0, le=1000, description="number of c items")
     sleep_ms: int = Field(0, ge=0, le=600_000, description="each step sleeps this long")
     max_attempts: int | None = Field(None, ge=1, le=20, description="retry budget of every step")
-    fail: dict[str, int] = Field(
-        default_factory=dict, description='step key -> attempts that fail, e.g. {"c[2]": 1}'
+    grow: int = Field(
+        0, ge=-1000, le=1000, description="each rerun of a changes b's width by this (a live feed)"
     )
 
 
@@ -74,7 +74,8 @@ def a(ctx: StepContext, params: ProbeParams) -> AOut:
 @step(retry=PROBE_RETRY)
 def b(ctx: StepContext, params: ProbeParams, a: AOut) -> BOut:
     _pause(params)
-    return BOut(**_trace(ctx), items=[a.seed + i for i in range(params.width)])
+    width = max(0, params.width + params.grow * (a.attempt - 1))
+    return BOut(**_trace(ctx), items=[a.seed * a.attempt + i for i in range(width)])
 
 
 @step(retry=PROBE_RETRY)

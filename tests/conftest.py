@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reelflow.settings import async_database_url
+from tests import transitions
 from tests.support import (
     ApiProcess,
     Services,
@@ -57,6 +58,7 @@ def template_db(services: Services) -> Iterator[str]:
     name = f"rf_tpl_{uuid.uuid4().hex[:8]}"
     admin_sql(services.admin_url, f'CREATE DATABASE "{name}"')
     migrate(database_url_for(services.admin_url, name))
+    transitions.install(database_url_for(services.admin_url, name))
     yield name
     admin_sql(services.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -69,7 +71,10 @@ def fresh_database(services: Services, template: str) -> str:
 
 @pytest.fixture(scope="module")
 def env(
-    services: Services, template_db: str, tmp_path_factory: pytest.TempPathFactory
+    services: Services,
+    template_db: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[dict[str, str]]:
     """A fresh database for the module, and the environment pointing at it."""
     name = fresh_database(services, template_db)
@@ -81,12 +86,15 @@ def env(
         "PUBLISH_DIR": str(artifacts / "published"),
         "STEP_LEASE_SECONDS": "30",
         "LOG_FORMAT": "json",
+        "ALLOW_FAULT_INJECTION": "true",
+        "RATE_LIMIT": "",  # the suite sends bursts on purpose; test_admission sets its own
     }
     services.flush_redis()
     try:
         with patched_environment(values):
             yield values
     finally:
+        transitions.collect(values["DATABASE_URL"], request.module.__name__)
         admin_sql(services.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

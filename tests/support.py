@@ -24,6 +24,7 @@ from db import repository as repo
 from db.engine import get_engine
 from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RUN_TERMINAL, RunStatus
+from reelflow.cli.processes import stop_groups, worker_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ class Services:
 
 
 def start_embedded_services(base: Path) -> tuple[Services, Callable[[], None]]:
-    from reelflow.embedded import start_postgres, start_redis
+    from reelflow.cli.embedded import start_postgres, start_redis
 
     pg = start_postgres(base / "pg")
     rd = start_redis(base / "redis", persist=False)
@@ -110,11 +111,10 @@ class WorkerProcess:
         self.env = {**os.environ, **env}
         self.log = log
         self.name = f"{name}@{socket.gethostname()}"
-        self.args = [
-            sys.executable, "-m", "celery", "-A", "reelflow", "worker",
-            "-Q", queues, "-c", str(concurrency), "-P", pool, "-n", self.name,
-            "-l", "INFO", "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
+        self.args = worker_args(
+            queues, concurrency, self.name, "INFO",
+            "-P", pool, "--without-mingle", "--without-gossip",
+        )  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> None:
@@ -139,14 +139,8 @@ class WorkerProcess:
         raise RuntimeError(f"worker not ready in {timeout}s:\n{self.tail()}")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc is not None:
+            stop_groups([self.proc], timeout)
 
     def kill(self) -> None:
         """SIGKILL the whole worker (parent and children), as a crashed machine would."""
@@ -210,7 +204,7 @@ class ApiProcess:
     """The API served by uvicorn in its own process, over real HTTP."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        from reelflow.embedded import free_port
+        from reelflow.cli.embedded import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -223,8 +217,8 @@ class ApiProcess:
 
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "reelflow", "api", "--host", "127.0.0.1",
+             "--port", str(self.port)],
             env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -239,10 +233,5 @@ class ApiProcess:
         raise RuntimeError(f"API not up:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_groups([self.proc], 10)

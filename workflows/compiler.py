@@ -1,6 +1,8 @@
-"""Workflow + the run's step rows -> a Celery canvas of only the steps not yet succeeded.
+"""Workflow + the run's open step rows -> a Celery canvas of only the steps not yet done.
 
-Pure: the same rows always give the same canvas. A map whose items do not exist yet
+Pure: the same rows always give the same canvas. It reads only the steps still open (not
+succeeded, not superseded) and which maps are expanded, so compiling a resume of a run
+with a thousand finished steps costs what it costs with twenty. A map whose items do not exist yet
 compiles to an expander task standing in a chain position, in place of the whole top-level
 element that holds the map (for short_video, the chord): Celery refuses `Task.replace`
 inside a chord header, so the expander replaces itself with that element once the items
@@ -10,7 +12,7 @@ exist (see `workflows.expander`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,12 +20,12 @@ from celery import Signature, group
 from celery import chord as _chord
 from celery.canvas import _chain
 
-from db.states import StepStatus
-from steps.definition import STEP_TASK_PREFIX
-from steps.task import STEPS
+from db.states import STEP_CLAIMABLE, StepStatus
+from steps.engine.spec import STEP_TASK_PREFIX
+from steps.engine.task import STEPS
 from workflows.canvas import expander_signature, step_signature
-from workflows.definition import Workflow
 from workflows.spec import Chain, Chord, Group, Map, Node, StepRef, walk
+from workflows.workflow import Workflow
 
 
 class RowState(Protocol):
@@ -45,20 +47,30 @@ class Compiled:
     expanders: list[str] = field(default_factory=list)  # maps that will expand
 
 
+class NotDispatchable(ValueError):
+    """An open step is in a state no message can claim: the operation must reset it first."""
+
+
 @dataclass
 class _Ctx:
     workflow: Workflow
     run_id: uuid.UUID
     generation: int
-    status: dict[str, StepStatus]
-    items: dict[str, list[str]]  # mapped step -> item keys in index order
+    open: set[str]  # keys of the steps still to run
+    expanded: Mapping[str, int]  # mapped step -> width, for maps expanded for this source
+    items: dict[str, list[str]]  # mapped step -> open item keys in index order
     out: Compiled
 
 
 def compile_run(
-    workflow: Workflow, run_id: uuid.UUID, rows: Iterable[RowState], generation: int
+    workflow: Workflow,
+    run_id: uuid.UUID,
+    rows: Iterable[RowState],
+    expanded: Mapping[str, int],
+    generation: int,
 ) -> Compiled:
-    return compile_node(workflow, workflow.canvas, run_id, rows, generation, top=True)
+    """`rows`: the run's open steps (`repository.open_steps`); `expanded`: the run's maps."""
+    return compile_node(workflow, workflow.canvas, run_id, rows, expanded, generation, top=True)
 
 
 def compile_node(
@@ -66,16 +78,21 @@ def compile_node(
     node: Node,
     run_id: uuid.UUID,
     rows: Iterable[RowState],
+    expanded: Mapping[str, int],
     generation: int,
     *,
     top: bool = False,
 ) -> Compiled:
-    rows = list(rows)
+    rows = [r for r in rows if r.status not in (StepStatus.SUCCEEDED, StepStatus.SUPERSEDED)]
+    stuck = [f"{r.key} is {r.status.value}" for r in rows if r.status not in STEP_CLAIMABLE]
+    if stuck:
+        raise NotDispatchable(f"cannot dispatch run {run_id}: {', '.join(stuck)}")
     items: dict[str, list[str]] = {}
     for r in sorted(rows, key=lambda r: r.item_index or 0):
         if r.item_index is not None:
             items.setdefault(r.step, []).append(r.key)
-    ctx = _Ctx(workflow, run_id, generation, {r.key: r.status for r in rows}, items, Compiled(None))
+    keys = {r.key for r in rows}
+    ctx = _Ctx(workflow, run_id, generation, keys, expanded, items, Compiled(None))
     if top and isinstance(node, Chain):
         sig = _chain_with_expanders(ctx, node)
     elif top and _unexpanded(ctx, node):
@@ -88,7 +105,7 @@ def compile_node(
 
 
 def _unexpanded(ctx: _Ctx, node: Node) -> list[Map]:
-    return [n for n in walk(node) if isinstance(n, Map) and n.step not in ctx.items]
+    return [n for n in walk(node) if isinstance(n, Map) and n.step not in ctx.expanded]
 
 
 def _expander(ctx: _Ctx, node: Node) -> Signature:
@@ -135,7 +152,7 @@ def _compile(ctx: _Ctx, node: Node, header: bool = False) -> Signature | None:
 
 
 def _step(ctx: _Ctx, name: str, key: str, header: bool) -> Signature | None:
-    if ctx.status.get(key) is StepStatus.SUCCEEDED:
+    if key not in ctx.open:
         return None
     ctx.out.keys.append(key)
     return step_signature(STEPS[name], ctx.run_id, key, ctx.generation, in_chord_header=header)

@@ -2,7 +2,8 @@
 
 It stands in a chain position (never in a chord header, where Celery refuses
 `Task.replace`), and replaces itself with the compiled element, so the chain's remaining
-tasks follow that element as Celery's `replace` arranges.
+tasks follow that element as Celery's `replace` arranges. Like a step's claim, it runs
+only for the run's current generation.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from structlog.contextvars import bound_contextvars
 
 from db import repository as repo
 from db.engine import get_engine
-from db.states import RUN_CLAIMABLE, StepStatus
+from db.states import RUN_CLAIMABLE, RunStatus, StepStatus, run_sources
 from reelflow.celery_app import app
-from reelflow.errors import ReelflowError
-from steps import runtime
-from steps.retry import db_retry
-from workflows.canvas import EXPAND_TASK
+from reelflow.errors import ReelflowError, StaleDelivery
+from steps.engine import bridge
+from steps.engine.monitor import announce
+from steps.engine.retry import db_retry
+from workflows.canvas import EXPAND_TASK, expander_key
 from workflows.compiler import compile_node
-from workflows.definition import Workflow
 from workflows.registry import get_workflow
 from workflows.spec import Chain, Map, Node, walk
+from workflows.workflow import Workflow
 
 log = structlog.get_logger("reelflow.expander")
 
@@ -60,48 +62,72 @@ class RunStopped(Exception):
     """The run was cancelled (or removed) before its map expanded."""
 
 
-async def expand(run_id: uuid.UUID, mapped_step: str) -> Signature | None:
-    """Create the item rows (idempotently) and compile the unit (None: nothing left to run)."""
+async def expand(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signature | None:
+    """Expand the unit's maps not expanded for their source's current output, and compile
+    the unit (None: nothing left to run). A map expanding again (its source reran) takes
+    back the superseded rows of the indices it still has; the rest stay superseded."""
     async with get_engine().begin() as conn:
         run = await repo.get_run(conn, run_id=run_id, for_update=True)
+        if run is not None and run.generation != generation:
+            raise StaleDelivery(f"expander of generation {generation}; run is at {run.generation}")
         if run is None or run.status not in RUN_CLAIMABLE:
             raise RunStopped()
         workflow = get_workflow(run.workflow)
         unit = top_level_unit(workflow, mapped_step)
+        expanded = dict(run.maps)
+        widths: dict[str, int] = {}
         for node in walk(unit):
-            if not isinstance(node, Map):
+            if not isinstance(node, Map) or node.step in expanded:
                 continue
             found = await repo.get_step_output(conn, run_id=run_id, key=node.source)
             if found is None or found[0] is not StepStatus.SUCCEEDED:
                 raise MapSourceMissing(f"{node.source} has not succeeded; cannot map {node.step}")
             items = pluck(found[1], node.path)
-            await repo.add_steps(
+            await repo.attach_items(
                 conn,
                 run_id=run_id,
-                steps=[
+                items=[
                     workflow.new_step(node.step, run.params, index=i, item=item)
                     for i, item in enumerate(items)
                 ],
             )
-        rows = await repo.get_steps(conn, run_id=run_id)
-        compiled = compile_node(workflow, unit, run_id, rows, run.resume_count)
+            widths[node.step] = len(items)
+        if widths:
+            await repo.set_maps(conn, run_id=run_id, expanded=widths, removed=())
+        rows = await repo.open_steps(conn, run_id=run_id)
+        compiled = compile_node(workflow, unit, run_id, rows, expanded | widths, generation)
         await repo.mark_queued(conn, run_id=run_id, keys=compiled.heads)
-        log.info("map_expanded", mapped_step=mapped_step, steps=len(compiled.keys))
+        log.info("map_expanded", mapped_step=mapped_step, widths=widths, steps=len(compiled.keys))
         return compiled.canvas
 
 
-@app.task(bind=True, name=EXPAND_TASK, acks_late=True, reject_on_worker_lost=True, typing=False)
-def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str) -> Any:
-    with bound_contextvars(run_id=run_id, step_key=f"expand:{mapped_step}"):
+class ExpanderTask(Task):  # type: ignore[type-arg]
+    """Tells monitors how each delivery ended: a replaced or ignored task sends no
+    `task-succeeded`, so Flower would show it STARTED for ever."""
+
+    def on_replace(self, sig: Signature) -> Any:
+        announce(self, "replaced", by=str(sig.task if hasattr(sig, "task") else sig)[:200])
+        return super().on_replace(sig)
+
+
+@app.task(
+    bind=True, base=ExpanderTask, name=EXPAND_TASK, acks_late=True, reject_on_worker_lost=True,
+    typing=False,
+)  # fmt: skip
+def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str, generation: int = -1) -> Any:
+    with bound_contextvars(run_id=run_id, step_key=expander_key(mapped_step)):
         try:
-            sig = _expand_retrying(uuid.UUID(run_id), mapped_step)
-        except RunStopped:
-            log.info("map_expand_skipped")
+            sig = _expand_retrying(uuid.UUID(run_id), mapped_step, generation)
+        except (RunStopped, StaleDelivery) as exc:
+            reason = "stale" if isinstance(exc, StaleDelivery) else "not_runnable"
+            log.info("map_expand_ignored", outcome=reason, generation=generation)
+            bridge.count_ignored(reason)
+            announce(self, "ignored", reason=reason)
             raise Ignore() from None
         except Exception as exc:
             # No step row owns this failure, so the run itself records it.
             log.exception("map_expand_failed")
-            runtime.run(_fail_run(uuid.UUID(run_id), mapped_step, exc))
+            bridge.run(_fail_run(uuid.UUID(run_id), mapped_step, exc))
             raise
         if sig is None:
             return None  # every element already succeeded: the chain moves on
@@ -109,9 +135,9 @@ def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str) -> Any:
 
 
 @db_retry
-def _expand_retrying(run_id: uuid.UUID, mapped_step: str) -> Signature | None:
+def _expand_retrying(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signature | None:
     """Expansion is idempotent, so a database outage is ridden out by trying again."""
-    return runtime.run(expand(run_id, mapped_step))
+    return bridge.run(expand(run_id, mapped_step, generation))
 
 
 async def _fail_run(run_id: uuid.UUID, mapped_step: str, exc: Exception) -> None:
@@ -120,4 +146,5 @@ async def _fail_run(run_id: uuid.UUID, mapped_step: str, exc: Exception) -> None
             conn,
             run_id=run_id,
             error={"type": type(exc).__name__, "message": str(exc), "step": mapped_step},
+            only_from=run_sources(RunStatus.FAILED),
         )

@@ -1,46 +1,48 @@
-"""Run operations: start, resume, retry, cancel. The only place that sends messages.
+"""Run operations: start, resume, retry, cancel.
 
-Each changes rows in one transaction (under a row lock on the run, so two operations on
-one run serialise), then talks to the broker off the event loop with a timeout. A broker
-that does not answer leaves the run pending in the database, ready for a later resume.
+Each is one transaction under a row lock on the run: it checks the run's state, changes
+the rows, bumps the generation, and writes a dispatch intent (the outbox) holding the
+compiled canvas. Only after the commit does it publish, through the relay; if it cannot
+(the process dies, the broker is away), the intent stays unsent and the relays publish it
+later. So an accepted run is never lost, and two operations on one run never interleave:
+of ten concurrent resumes one dispatches, the rest find the run pending and get 409.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import structlog
-from celery import Signature
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import repository as repo
 from db.engine import get_engine
-from db.records import RunRecord, StepRecord
+from db.records import OpenStep, RunRecord
 from db.states import (
+    RUN_CANCELLABLE,
     RUN_RESUMABLE,
     RUN_RETRYABLE,
     STEP_CANCELLABLE,
     STEP_IN_FLIGHT,
-    STEP_RESETTABLE,
     STEP_RESUMABLE,
+    AttemptStatus,
     RunStatus,
     StepStatus,
 )
 from reelflow.celery_app import app
 from reelflow.errors import (
-    DispatchFailed,
+    IdempotencyKeyReused,
     RunBusy,
-    RunNotFound,
     RunStateConflict,
     StepNotFound,
+    UnknownWorkflow,
 )
-from reelflow.settings import get_settings
-from workflows.canvas import task_id
-from workflows.compiler import compile_run
+from steps.engine.spec import step_of_key
+from workflows import admission, dispatch, relay
+from workflows.canvas import expander_key, task_id
 from workflows.registry import get_workflow
 
 log = structlog.get_logger("reelflow.operations")
@@ -65,11 +67,17 @@ async def start_run(
     params: Mapping[str, Any],
     *,
     idempotency_key: str | None = None,
+    faults: Mapping[str, int] | None = None,
     actor: str = "api",
 ) -> StartResult:
+    """Accept a run: the run, its steps and its dispatch intent commit together."""
+    admission.check_size(params)
     workflow = get_workflow(workflow_name)
     clean = workflow.validate_params(params).model_dump(mode="json")
+    wanted = admission.check_faults(faults)
+    digest = admission.request_hash(workflow.name, clean, wanted)
     async with get_engine().begin() as conn:
+        await admission.check_capacity(conn, idempotency_key=idempotency_key)
         run, created = await repo.create_run(
             conn,
             run_id=uuid.uuid4(),
@@ -77,13 +85,28 @@ async def start_run(
             workflow_version=workflow.version,
             params=clean,
             idempotency_key=idempotency_key,
+            request_hash=digest,
+            faults=wanted,
             steps=workflow.initial_steps(clean),
             actor=actor,
         )
-    if not created:
-        return StartResult(run=run, created=False)
-    log.info("run_created", run_id=str(run.id), workflow=workflow.name)
-    return StartResult(run=await dispatch(run.id), created=True)
+        if not created:
+            if run.request_hash is not None and run.request_hash != digest:
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key {idempotency_key!r} was used for a different request"
+                    f" (run {run.id}); use a new key for a new run",
+                    [{"field": "Idempotency-Key", "message": "reused with a different body"}],
+                )
+            intent = await repo.intent_of(conn, run_id=run.id, generation=run.generation)
+        else:
+            intent = await dispatch.write_intent(
+                conn, workflow, run, run.generation, reason="created"
+            )
+    if created:
+        log.info("run_created", run_id=str(run.id), workflow=workflow.name)
+    if intent is not None and (created or run.status is RunStatus.PENDING):
+        await relay.publish(intent)  # a replay nudges a run whose intent is still unsent
+    return StartResult(run=await get_run(run.id), created=created)
 
 
 async def resume_run(
@@ -92,55 +115,70 @@ async def resume_run(
     """Run every step that has not succeeded; the rest keep their recorded outputs."""
     async with get_engine().begin() as conn:
         run, rows = await _load_idle(conn, run_id, allowed=RUN_RESUMABLE, verb="resume")
-        reset = [r.key for r in rows if r.status in STEP_RESUMABLE]
         if dry_run:
-            return _plan(run, rows, "resume")
-        await _reset(conn, run, rows, reset, STEP_RESUMABLE)
+            return await _plan(conn, run, "resume")
+        workflow = get_workflow(run.workflow)
+        reset = [r.key for r in rows if r.status in STEP_RESUMABLE]
+        generation = await dispatch.reset_steps(
+            conn, workflow, run, keys=reset, names=set(), remap=set()
+        )
         await repo.add_event(
             conn, run_id=run_id, kind="resumed", actor=actor, detail={"reset": reset}
         )
-    return await dispatch(run_id)
+        intent = await dispatch.write_intent(conn, workflow, run, generation, reason="resumed")
+    await relay.publish(intent)
+    return await get_run(run_id)
 
 
 async def retry_step(
     run_id: uuid.UUID, key: str, *, actor: str = "api", dry_run: bool = False
 ) -> RunRecord | Plan:
-    """Rerun one step and every step downstream of it, whatever their state."""
+    """Rerun one step and every step downstream of it, whatever their state (and anything
+    else not succeeded, as a resume would). Maps whose source reruns expand again."""
     async with get_engine().begin() as conn:
         run, rows = await _load_idle(conn, run_id, allowed=RUN_RETRYABLE, verb="retry")
-        target = next((r for r in rows if r.key == key), None)
-        if target is None:
+        found = await repo.get_step_output(conn, run_id=run_id, key=key)
+        if found is None or found[0] is StepStatus.SUPERSEDED:
             raise StepNotFound(f"run {run_id} has no step {key!r}")
         workflow = get_workflow(run.workflow)
-        below = workflow.downstream(target.step)
-        reset = [r.key for r in rows if r.key == key or r.step in below]
+        name = step_of_key(key)
+        below = workflow.downstream(name)
+        remap = {m for m, node in workflow.mapped_steps.items() if node.source in below | {name}}
         if dry_run:
-            return _plan(run, rows, "retry", forced=set(reset))
-        await _reset(conn, run, rows, reset, STEP_RESETTABLE)
+            return await _plan(conn, run, "retry", forced={key}, names=below, remap=remap)
+        # As a resume would, every failed or cancelled step runs again, except the items of
+        # the maps that expand again (they are superseded instead).
+        keys = [key, *(r.key for r in rows if r.status in STEP_RESUMABLE and r.step not in remap)]
+        generation = await dispatch.reset_steps(
+            conn, workflow, run, keys=keys, names=below, remap=remap
+        )
         await repo.add_event(
             conn,
             run_id=run_id,
             kind="step_retried",
             actor=actor,
-            detail={"step": key, "reset": reset},
+            detail={"step": key, "reset": sorted({*keys, *below}), "remapped": sorted(remap)},
         )
-    return await dispatch(run_id)
+        intent = await dispatch.write_intent(conn, workflow, run, generation, reason="retried")
+    await relay.publish(intent)
+    return await get_run(run_id)
 
 
 async def cancel_run(run_id: uuid.UUID, *, actor: str = "api") -> RunRecord:
-    """Stop the run: revoke its messages, cancel every step not finished."""
+    """Stop the run: cancel every step not finished, and revoke its messages. An intent not
+    yet published is discarded by the relay, which publishes nothing for a cancelled run
+    (touching it here could deadlock with a relay holding it)."""
     async with get_engine().begin() as conn:
-        run = await repo.get_run(conn, run_id=run_id, for_update=True)
-        if run is None:
-            raise RunNotFound(f"no run {run_id}")
-        if run.status in {RunStatus.SUCCEEDED, RunStatus.CANCELLED}:
+        run = await _locked(conn, run_id)
+        if run.status not in RUN_CANCELLABLE:
             raise RunStateConflict(
                 f"run {run_id} is {run.status}: nothing to cancel", status=run.status
             )
-        rows = await repo.get_steps(conn, run_id=run_id)
+        rows = await repo.open_steps(conn, run_id=run_id)
         live = [r for r in rows if r.status in STEP_CANCELLABLE]
-        revoke = {task_id(run_id, r.key, run.resume_count) for r in live}
+        revoke = {task_id(run_id, r.key, run.generation) for r in live}
         revoke |= {r.celery_task_id for r in live if r.celery_task_id}
+        revoke |= {task_id(run_id, expander_key(m), run.generation) for m in _maps_of(run)}
         await repo.set_steps_status(
             conn,
             run_id=run_id,
@@ -149,43 +187,43 @@ async def cancel_run(run_id: uuid.UUID, *, actor: str = "api") -> RunRecord:
             only_from=STEP_CANCELLABLE,
         )
         await repo.close_running_attempts(
-            conn, run_id=run_id, status="cancelled", message="run cancelled"
+            conn, run_id=run_id, status=AttemptStatus.CANCELLED, message="run cancelled"
         )
-        await repo.set_run_status(conn, run_id=run_id, status=RunStatus.CANCELLED, finished=True)
+        await repo.set_run_status(
+            conn, run_id=run_id, status=RunStatus.CANCELLED, only_from=RUN_CANCELLABLE,
+            finished=True,
+        )  # fmt: skip
         await repo.add_event(
-            conn,
-            run_id=run_id,
-            kind="cancelled",
-            actor=actor,
+            conn, run_id=run_id, kind="cancelled", actor=actor,
             detail={"steps": [r.key for r in live]},
-        )
-    try:
-        await _off_loop(lambda: app.control.revoke(sorted(revoke), terminate=True))
-    except Exception as exc:  # claims refuse a cancelled run's steps anyway
+        )  # fmt: skip
+    try:  # best effort: claims refuse a cancelled run's steps anyway
+        await relay.off_loop(lambda: app.control.revoke(sorted(revoke), terminate=True))
+    except Exception as exc:
         log.warning("revoke_failed", run_id=str(run_id), error=repr(exc))
     return await get_run(run_id)
 
 
 async def get_run(run_id: uuid.UUID) -> RunRecord:
     async with get_engine().connect() as conn:
-        run = await repo.get_run(conn, run_id=run_id)
-    if run is None:
-        raise RunNotFound(f"no run {run_id}")
-    return run
+        return await repo.require_run(conn, run_id=run_id)
+
+
+async def _locked(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord:
+    return await repo.require_run(conn, run_id=run_id, for_update=True)
 
 
 async def _load_idle(
     conn: AsyncConnection, run_id: uuid.UUID, *, allowed: frozenset[RunStatus], verb: str
-) -> tuple[RunRecord, list[StepRecord]]:
-    """The run and its steps, locked, provided nothing of it is in flight."""
-    run = await repo.get_run(conn, run_id=run_id, for_update=True)
-    if run is None:
-        raise RunNotFound(f"no run {run_id}")
-    if run.status is RunStatus.RUNNING:
-        raise RunBusy(f"run {run_id} is running: cannot {verb} it", status=run.status)
+) -> tuple[RunRecord, list[OpenStep]]:
+    """The run (locked) and its open steps, provided it stopped and nothing is in flight."""
+    run = await _locked(conn, run_id)
+    if run.status in (RunStatus.RUNNING, RunStatus.PENDING):
+        doing = "running" if run.status is RunStatus.RUNNING else "already queued for dispatch"
+        raise RunBusy(f"run {run_id} is {doing}: cannot {verb} it", status=run.status)
     if run.status not in allowed:
         raise RunStateConflict(f"run {run_id} is {run.status}: cannot {verb} it", status=run.status)
-    rows = await repo.get_steps(conn, run_id=run_id)
+    rows = await repo.open_steps(conn, run_id=run_id)
     busy = [r.key for r in rows if r.status in STEP_IN_FLIGHT]
     if busy:
         raise RunBusy(
@@ -195,114 +233,38 @@ async def _load_idle(
     return run, rows
 
 
-async def _reset(
+async def _plan(
     conn: AsyncConnection,
     run: RunRecord,
-    rows: list[StepRecord],
-    keys: list[str],
-    from_states: frozenset[StepStatus],
-) -> None:
-    """Steps back to pending with a fresh attempt budget; the run to pending, next generation
-    (new task ids, so no message of an earlier dispatch can be mistaken for this one's)."""
-    await repo.set_steps_status(
-        conn, run_id=run.id, keys=keys, status=StepStatus.PENDING, only_from=from_states
-    )
-    await repo.renew_budgets(conn, run_id=run.id, budgets=_budgets(run, rows, keys))
-    await repo.set_run_status(
-        conn, run_id=run.id, status=RunStatus.PENDING, bump_generation=True, clear_error=True
-    )
-
-
-def _budgets(run: RunRecord, rows: list[StepRecord], keys: list[str]) -> dict[str, int]:
-    """Each reset step's attempt budget for the new dispatch (`max_attempts` counts from
-    the attempts already made, so lost and failed attempts of earlier ones don't eat it)."""
-    workflow = get_workflow(run.workflow)
-    steps = {r.key: r.step for r in rows}
-    return {key: workflow.max_attempts(steps[key], run.params) for key in keys}
-
-
-def _plan(
-    run: RunRecord,
-    rows: list[StepRecord],
     operation: Literal["resume", "retry"],
+    *,
     forced: set[str] | None = None,
+    names: set[str] | None = None,
+    remap: set[str] | None = None,
 ) -> Plan:
-    forced = forced or set()
-    will = [r.key for r in rows if r.key in forced or r.status is not StepStatus.SUCCEEDED]
-    skip = {
-        r.key: "succeeded: its recorded output is reused"
-        for r in rows
-        if r.key not in forced and r.status is StepStatus.SUCCEEDED
-    }
-    workflow = get_workflow(run.workflow)
-    for name in workflow.mapped_steps:
-        if not any(r.step == name for r in rows):
-            will.append(f"{name}[*]")
+    forced, names, remap = forced or set(), names or set(), remap or set()
+    rows = await repo.get_steps(conn, run_id=run.id)
+    will, skip = [], {}
+    for r in rows:
+        if r.status is StepStatus.SUPERSEDED:
+            continue
+        if r.step in remap:
+            continue  # listed once below, as the map expanding again
+        if r.key in forced or r.step in names or r.status is not StepStatus.SUCCEEDED:
+            will.append(r.key)
+        else:
+            skip[r.key] = "succeeded: its recorded output is reused"
+    expanded = set(run.maps) - remap
+    will += [f"{m}[*]" for m in get_workflow(run.workflow).mapped_steps if m not in expanded]
     return Plan(run_id=run.id, operation=operation, run=will, skip=skip)
 
 
-async def dispatch(run_id: uuid.UUID) -> RunRecord:
-    """Compile the unfinished steps and send them; on a broker failure, roll back to pending."""
-    async with get_engine().begin() as conn:
-        run = await repo.get_run(conn, run_id=run_id, for_update=True)
-        assert run is not None
-        workflow = get_workflow(run.workflow)
-        rows = await repo.get_steps(conn, run_id=run_id)
-        compiled = compile_run(workflow, run_id, rows, run.resume_count)
-        if compiled.canvas is None:
-            await repo.set_run_status(
-                conn, run_id=run_id, status=RunStatus.SUCCEEDED, finished=True
-            )
-            return await _reload(conn, run_id)
-        await repo.mark_queued(conn, run_id=run_id, keys=compiled.heads)
-        await repo.set_run_status(conn, run_id=run_id, status=RunStatus.RUNNING, started=True)
+def _maps_of(run: RunRecord) -> list[str]:
+    """The maps of the run's workflow (none, if a deploy removed the workflow)."""
     try:
-        await _send(compiled.canvas)
-    except Exception as exc:
-        log.error("dispatch_failed", run_id=str(run_id), error=repr(exc))
-        async with get_engine().begin() as conn:
-            await repo.unmark_queued(conn, run_id=run_id, keys=compiled.heads)
-            await repo.set_run_status(conn, run_id=run_id, status=RunStatus.PENDING)
-            await repo.add_event(
-                conn,
-                run_id=run_id,
-                kind="dispatch_failed",
-                actor="system",
-                detail={"error": repr(exc)},
-            )
-        raise DispatchFailed(
-            f"the broker did not accept run {run_id}; it is kept as pending: resume it later"
-        ) from exc
-    log.info(
-        "run_dispatched", run_id=str(run_id), steps=compiled.keys, expanders=compiled.expanders
-    )
-    return await get_run(run_id)
-
-
-async def _reload(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord:
-    run = await repo.get_run(conn, run_id=run_id)
-    assert run is not None
-    return run
-
-
-async def _send(canvas: Signature) -> None:
-    await _off_loop(
-        lambda: canvas.apply_async(
-            retry=True,
-            retry_policy={
-                "max_retries": 2,
-                "interval_start": 0.1,
-                "interval_step": 0.3,
-                "interval_max": 0.5,
-            },
-        )
-    )
-
-
-async def _off_loop(fn: Any) -> Any:
-    """Broker calls block; run them in a thread and give up after the dispatch timeout."""
-    timeout = get_settings().dispatch_timeout_seconds
-    return await asyncio.wait_for(asyncio.to_thread(fn), timeout=timeout)
+        return list(get_workflow(run.workflow).mapped_steps)
+    except UnknownWorkflow:
+        return []
 
 
 __all__ = [

@@ -1,14 +1,22 @@
 """The reconciler: finds runs the message flow lost track of, and puts them back on track.
 
-A run is *stalled* when nothing of it moved for STALL_AFTER_SECONDS, no step holds a live
-lease, and no message that could advance it is in the broker: a worker died mid-step
-(lease expired), a chain's next message was lost in a crash, or Redis restarted without
-persistence. The reconciler then does what a resume does, under a new generation of task
-ids: steps whose lease expired get a `lost` attempt, and the unfinished steps are compiled
-and dispatched. A run whose steps have all finished but whose status did not follow is
-settled. Every action is written to run_events.
+Every worker runs it (one at a time, under a PostgreSQL advisory lock), and so does
+`reelflow reconcile` for deployments that prefer a process of its own. Each pass:
 
-Run it with `reelflow reconcile` (a loop; `reelflow dev` starts one) or `--once` from cron.
+- *dead attempts*: a running step whose worker stopped beating (or whose lease expired)
+  and which no live worker holds (asked with `inspect`) is lost. Once no step of its run
+  is alive, the run is requeued under a new generation: its dead steps back to pending,
+  the unfinished steps compiled and dispatched. A worker that is alive keeps its step,
+  even when the lease lapsed during a database outage.
+- *stalled runs*: a running run where nothing moved for STALL_AFTER_SECONDS, no step runs,
+  and no message for it is waiting in the broker or held by a worker (a broker that forgot
+  its queues) is requeued the same way.
+- *unsettled runs*: a run whose steps all finished but whose status did not follow.
+- *orphans*: a pending run with no dispatch intent gets one.
+
+Each run is handled on its own: a run the reconciler cannot handle (its workflow was
+removed, its params no longer validate) is failed with the reason recorded, and the others
+go on. Every action is written to run_events.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +35,72 @@ from pydantic import BaseModel
 
 from db import repository as repo
 from db.engine import get_engine
-from db.records import RunRecord, StepRecord
-from db.states import RunStatus, StepStatus
+from db.records import OpenStep, RunRecord
+from db.repository.reconcile import RunningStep
+from db.states import RunStatus, StepStatus, run_sources
 from reelflow.celery_app import QUEUES, app
-from workflows import operations
-from workflows.canvas import task_id
+from reelflow.errors import InvalidParams, UnknownWorkflow
+from reelflow.settings import get_settings
+from workflows import dispatch, relay
+from workflows.canvas import expander_key, task_id
+from workflows.compiler import NotDispatchable
 from workflows.registry import get_workflow
 
 log = structlog.get_logger("reelflow.reconciler")
+ACTOR = "reconciler"
 
 
 class Report(BaseModel):
     requeued: list[uuid.UUID] = []
     settled: dict[str, str] = {}
     waiting: list[uuid.UUID] = []
+    failed: dict[str, str] = {}
+    relayed: dict[str, int] = {}
+    skipped: bool = False  # another process holds the reconciler's lock
 
 
-def broker_task_ids() -> set[str]:
-    """Ids of every message that can still advance a run: waiting in a queue, or held by a
-    *live* worker (reserved, running, or an ETA retry it is sitting on).
+@dataclass(frozen=True)
+class Held:
+    """What the live workers said they hold."""
 
-    Redis's `unacked` hash is not evidence: a worker killed with messages prefetched leaves
-    them there until the visibility timeout, hours away. Live workers are asked instead.
-    """
+    ids: set[str]  # tasks running, reserved, or waiting out a retry countdown
+    answered: set[str]  # nodenames of the workers that answered every question
+
+
+def held_tasks() -> Held | None:
+    """Ask the live workers; None when the broker cannot be asked (then nothing is taken)."""
+    try:
+        inspect = app.control.inspect(timeout=1.0)
+        replies: list[Any] = [inspect.active(), inspect.reserved(), inspect.scheduled()]
+    except Exception as exc:
+        log.warning("inspect_failed", error=repr(exc))
+        return None
+    ids: set[str] = set()
+    answered = set.intersection(*(set(r or {}) for r in replies))
+    for held in replies:
+        for tasks in (held or {}).values():
+            for task in tasks:
+                request = task.get("request", task)  # scheduled entries wrap the request
+                if request.get("id"):
+                    ids.add(str(request["id"]))
+    return Held(ids, answered)
+
+
+def is_dead(step: RunningStep, held: Held) -> bool:
+    """A running step's attempt is gone: no live worker holds it, and either its worker
+    stopped beating, or (a worker that names no heartbeat) its lease expired, or its
+    worker beats, its lease expired, and that worker itself answered without it."""
+    if step.celery_task_id and step.celery_task_id in held.ids:
+        return False  # alive, however long ago its lease lapsed (a database outage)
+    if step.worker_silent:
+        return True
+    if step.lease_worker is None:
+        return step.lease_expired
+    return step.lease_expired and step.nodename in held.answered
+
+
+def queued_task_ids() -> set[str]:
+    """Ids of the messages waiting in the queues (Redis lists), for stall detection."""
     ids: set[str] = set()
     with app.connection_for_write() as connection:
         client: Any = connection.default_channel.client  # type: ignore[attr-defined]
@@ -57,107 +110,175 @@ def broker_task_ids() -> set[str]:
                     ids.add(str(json.loads(item)["headers"]["id"]))
                 except (ValueError, KeyError, TypeError):
                     continue
-    inspect = app.control.inspect(timeout=1.0)
-    replies: list[Any] = [
-        inspect.reserved(),
-        inspect.active(),
-        inspect.scheduled(),
-    ]
-    for held in replies:
-        for tasks in (held or {}).values():
-            for task in tasks:
-                request = task.get("request", task)  # scheduled entries wrap the request
-                if request.get("id"):
-                    ids.add(str(request["id"]))
     return ids
 
 
-def expected_ids(run: RunRecord, steps: Iterable[StepRecord]) -> set[str]:
+def expected_ids(run: RunRecord, steps: Iterable[OpenStep]) -> set[str]:
     """Message ids the run's current generation may have out for its unfinished steps."""
     ids = set()
     for step in steps:
-        if step.status in (StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RETRYING):
-            ids.add(task_id(run.id, step.key, run.resume_count))
-            if step.celery_task_id:
-                ids.add(step.celery_task_id)
+        ids.add(task_id(run.id, step.key, run.generation))
+        if step.celery_task_id:
+            ids.add(step.celery_task_id)
     for mapped in get_workflow(run.workflow).mapped_steps:
-        ids.add(task_id(run.id, f"expand:{mapped}", run.resume_count))
+        ids.add(task_id(run.id, expander_key(mapped), run.generation))
     return ids
 
 
-async def reconcile_once(stall_after_s: float) -> Report:
+async def reconcile_once(stall_after_s: float | None = None) -> Report:
+    """One pass, if no other process is reconciling right now."""
+    settings = get_settings()
+    stall = settings.stall_after_seconds if stall_after_s is None else stall_after_s
     report = Report()
-    async with get_engine().connect() as conn:
-        unsettled = await repo.unsettled_runs(conn)
-        stalled = await repo.stalled_runs(conn, stall_after_s=stall_after_s)
-    for run, statuses in unsettled:
-        report.settled[str(run.id)] = await _settle(run, statuses)
-    if not stalled:
-        return report
-    in_broker = await asyncio.to_thread(broker_task_ids)
-    for run in stalled:
-        if str(run.id) in report.settled:
-            continue
-        async with get_engine().connect() as conn:
-            steps = await repo.get_steps(conn, run_id=run.id)
-        if expected_ids(run, steps) & in_broker:
-            report.waiting.append(run.id)  # a message for it is still out there
-            continue
-        await _requeue(run.id)
-        report.requeued.append(run.id)
+    report.relayed = await relay.publish_due()
+    async with get_engine().connect() as lock_conn:
+        if not await repo.try_advisory_lock(lock_conn):
+            report.skipped = True
+            return report
+        try:
+            await _pass(report, stall, settings.worker_dead_after_seconds)
+        finally:
+            await repo.release_advisory_lock(lock_conn)
+            await lock_conn.commit()
     return report
 
 
-async def _settle(run: RunRecord, statuses: list[str]) -> str:
-    if all(s == StepStatus.SUCCEEDED for s in statuses):
+async def _pass(report: Report, stall_after_s: float, dead_after_s: float) -> None:
+    async with get_engine().connect() as conn:
+        unsettled = await repo.unsettled_runs(conn)
+        suspects, alive = await repo.dead_running_steps(conn, dead_after_s=dead_after_s)
+        stalled = await repo.stalled_runs(conn, stall_after_s=stall_after_s)
+        orphans = await repo.orphan_pending_runs(conn, older_than_s=stall_after_s)
+    for run, statuses in unsettled:
+        await _isolated(report, run.id, partial(_settle, report, run, statuses))
+    if suspects:
+        held = await asyncio.to_thread(held_tasks)
+        if held is not None:
+            dead = [s for s in suspects if is_dead(s, held)]
+            alive += [s for s in suspects if not is_dead(s, held)]
+            await _requeue_dead(report, dead, alive)
+    if stalled:
+        waiting = await asyncio.to_thread(_broker_ids)
+        for run in stalled:
+            if str(run.id) in report.settled or run.id in report.requeued:
+                continue
+            await _isolated(report, run.id, partial(_requeue_stalled, report, run, waiting))
+    for run_id in orphans:
+        await _isolated(report, run_id, partial(_redispatch, run_id))
+
+
+def _broker_ids() -> set[str] | None:
+    held = held_tasks()
+    if held is None:
+        return None
+    try:
+        return held.ids | queued_task_ids()
+    except Exception as exc:
+        log.warning("queue_scan_failed", error=repr(exc))
+        return None
+
+
+async def _requeue_dead(report: Report, dead: list[RunningStep], alive: list[RunningStep]) -> None:
+    """Requeue each run all of whose running steps are dead; others wait for their live
+    steps to finish (the new generation must not race an attempt of the old one)."""
+    busy = {s.run_id for s in alive}
+    by_run: dict[uuid.UUID, list[str]] = {}
+    for step in dead:
+        by_run.setdefault(step.run_id, []).append(step.key)
+    for run_id, keys in by_run.items():
+        if run_id in busy:
+            report.waiting.append(run_id)
+            continue
+        await _isolated(report, run_id, partial(_requeue, report, run_id, keys, "dead"))
+
+
+async def _requeue_stalled(report: Report, run: RunRecord, in_broker: set[str] | None) -> None:
+    if in_broker is None:
+        return  # the broker cannot be asked: never requeue blind
+    async with get_engine().connect() as conn:
+        rows = await repo.open_steps(conn, run_id=run.id)
+    if expected_ids(run, rows) & in_broker:
+        report.waiting.append(run.id)  # a message for it is still out there
+        return
+    await _requeue(report, run.id, [], "stalled")
+
+
+async def _requeue(report: Report, run_id: uuid.UUID, lost: list[str], reason: str) -> None:
+    async with get_engine().begin() as conn:
+        run = await repo.get_run(conn, run_id=run_id, for_update=True)
+        if run is None or run.status is not RunStatus.RUNNING:
+            if run is not None and lost:  # a failed run's dead straggler: just release it
+                await repo.lose_attempts(conn, run_id=run_id, keys=lost)
+            return
+        intent = await dispatch.requeue(conn, run, lost=lost, reason=reason, actor=ACTOR)
+        await repo.bump_counter(conn, name="runs_requeued", label=reason)
+    if intent is not None:
+        report.requeued.append(run_id)
+        log.warning("run_requeued", run_id=str(run_id), reason=reason, lost=lost)
+        await relay.publish(intent)
+
+
+async def _redispatch(run_id: uuid.UUID) -> None:
+    async with get_engine().begin() as conn:
+        run = await repo.get_run(conn, run_id=run_id, for_update=True)
+        if run is None or run.status is not RunStatus.PENDING:
+            return
+        if await repo.intent_of(conn, run_id=run_id, generation=run.generation) is not None:
+            return
+        intent = await dispatch.redispatch(conn, run, actor=ACTOR)
+    await relay.publish(intent)
+
+
+async def _settle(report: Report, run: RunRecord, statuses: list[StepStatus]) -> None:
+    if all(s in (StepStatus.SUCCEEDED, StepStatus.SUPERSEDED) for s in statuses):
         final = RunStatus.SUCCEEDED
     elif StepStatus.FAILED in statuses:
         final = RunStatus.FAILED
     else:
         final = RunStatus.CANCELLED
     async with get_engine().begin() as conn:
-        locked = await repo.get_run(conn, run_id=run.id, for_update=True)
-        if locked is None or locked.status is not RunStatus.RUNNING:
-            return "unchanged"
-        await repo.set_run_status(conn, run_id=run.id, status=final, finished=True)
-        await repo.add_event(
-            conn,
-            run_id=run.id,
-            kind="reconciled",
-            actor="reconciler",
-            detail={"action": "settled", "status": final.value},
+        moved = await repo.set_run_status(
+            conn, run_id=run.id, status=final, only_from={RunStatus.RUNNING}, finished=True
         )
-    log.info("run_settled", run_id=str(run.id), status=final.value)
-    return final.value
-
-
-async def _requeue(run_id: uuid.UUID) -> None:
-    async with get_engine().begin() as conn:
-        run = await repo.get_run(conn, run_id=run_id, for_update=True)
-        if run is None or run.status is not RunStatus.RUNNING:
+        if moved is None:
+            report.settled[str(run.id)] = "unchanged"
             return
-        lost = await repo.lose_expired_attempts(conn, run_id=run_id)
-        steps = await repo.get_steps(conn, run_id=run_id)
-        stale = [s.key for s in steps if s.status in (StepStatus.QUEUED, StepStatus.RETRYING)]
-        await repo.set_steps_status(
-            conn,
-            run_id=run_id,
-            keys=stale,
-            status=StepStatus.PENDING,
-            only_from={StepStatus.QUEUED, StepStatus.RETRYING},
-        )
-        await repo.set_run_status(
-            conn, run_id=run_id, status=RunStatus.PENDING, bump_generation=True
-        )
         await repo.add_event(
-            conn,
-            run_id=run_id,
-            kind="reconciled",
-            actor="reconciler",
-            detail={"action": "requeued", "lost_attempts": lost, "requeued": stale},
-        )
-    log.warning("run_requeued", run_id=str(run_id), lost=lost)
-    await operations.dispatch(run_id)
+            conn, run_id=run.id, kind="reconciled", actor=ACTOR,
+            detail={"action": "settled", "status": final.value},
+        )  # fmt: skip
+    log.info("run_settled", run_id=str(run.id), status=final.value)
+    report.settled[str(run.id)] = final.value
+
+
+#: Errors that no later pass can fix: the run is failed with the reason recorded.
+UNHANDLEABLE = (UnknownWorkflow, InvalidParams, NotDispatchable, KeyError, TypeError, ValueError)
+
+
+async def _isolated(
+    report: Report, run_id: uuid.UUID, handle: Callable[[], Awaitable[None]]
+) -> None:
+    """Handle one run; whatever it raises stays with it."""
+    try:
+        await handle()
+    except UNHANDLEABLE as exc:
+        reason = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        log.error("run_unreconcilable", run_id=str(run_id), error=reason)
+        async with get_engine().begin() as conn:
+            failed = await repo.fail_run(
+                conn,
+                run_id=run_id,
+                error={"type": type(exc).__name__, "message": reason, "step": None},
+                only_from=run_sources(RunStatus.FAILED),
+            )
+            if failed:
+                await repo.add_event(
+                    conn, run_id=run_id, kind="reconciled", actor=ACTOR,
+                    detail={"action": "failed", "reason": reason},
+                )  # fmt: skip
+        report.failed[str(run_id)] = reason
+    except Exception as exc:  # a database or broker blip: the next pass tries again
+        log.warning("run_reconcile_deferred", run_id=str(run_id), error=repr(exc))
 
 
 async def run_forever(interval_s: float, stall_after_s: float, alive: Path | None = None) -> None:
@@ -165,7 +286,7 @@ async def run_forever(interval_s: float, stall_after_s: float, alive: Path | Non
     while True:
         try:
             report = await reconcile_once(stall_after_s)
-            if report.requeued or report.settled:
+            if report.requeued or report.settled or report.failed:
                 log.info("reconciled", **report.model_dump(mode="json"))
             if alive is not None:
                 alive.touch()

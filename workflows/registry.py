@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from reelflow.errors import UnknownWorkflow
-from workflows.definition import Workflow
-from workflows.probe import probe_workflow
-from workflows.short_video import short_video_workflow
+from workflows.shipped import probe_workflow, short_video_workflow
+from workflows.workflow import Workflow
 
 WORKFLOWS: dict[str, Workflow] = {}
 

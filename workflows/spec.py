@@ -91,7 +91,3 @@ def walk(node: Node) -> Iterator[Node]:
         children = (*node.header, node.body)
     for child in children:
         yield from walk(child)
-
-
-def item_key(step: str, index: int) -> str:
-    return f"{step}[{index}]"

@@ -2,36 +2,59 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BeforeValidator
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import Actor, Conn
 from api.problems import documented
-from api.schemas import AttemptOut, PlanOut, RunCreate, RunDetail, RunOut, RunPage, StepOut
+from api.schemas import (
+    AttemptOut,
+    PlanOut,
+    RunCreate,
+    RunDetail,
+    RunOut,
+    RunPage,
+    RunSummary,
+    StepOut,
+)
 from db import repository as repo
-from db.engine import get_engine
-from db.states import RUN_TERMINAL, RunStatus
-from reelflow.errors import ArtifactNotFound, InvalidParams, RunNotFound, StepNotFound
+from db.records import RunRecord
+from db.states import RunStatus
+from reelflow.errors import ArtifactNotFound, InvalidParams, StepNotFound
 from reelflow.settings import get_settings
 from workflows import operations
 from workflows.operations import Plan
+from workflows.watch import RunWatcher
 
-router = APIRouter(
-    prefix="/runs", tags=["runs"], responses=documented(401, 404, 409, 413, 422, 500, 503)
-)
+router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500))
+#: What a mutating operation may also answer (401 only when API_TOKEN is set: see api.app).
+GUARDED = documented(401, 429)
 
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}(:?\d{2})?)?")
+
+
+def _iso_only(value: Any) -> Any:
+    """A bare number is not taken as an epoch: `created_before=0.5` is refused, not 1970."""
+    if isinstance(value, str) and not _ISO.fullmatch(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-21T10:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_only)]
 StepKey = Annotated[str, Path(max_length=200, pattern=r"^[^\x00]+$", examples=["c[2]"])]
 
 
-def _cursor(run: RunOut) -> str:
+def _cursor(run: RunSummary) -> str:
     raw = f"{run.created_at.isoformat()}|{run.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
@@ -46,7 +69,17 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-@router.post("", status_code=201, response_model=RunOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=RunOut,
+    responses={
+        200: {"model": RunOut, "description": "the same request with the same Idempotency-Key"},
+        202: {"model": RunOut, "description": "accepted; dispatched once the broker answers"},
+        **documented(400, 413),
+        **GUARDED,
+    },
+)
 async def create_run(
     body: RunCreate,
     response: Response,
@@ -55,12 +88,20 @@ async def create_run(
         str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")
     ] = None,
 ) -> RunOut:
-    """Start a run. The same `Idempotency-Key` again returns the same run (200)."""
+    """Start a run: 201 once its messages are out, 202 when it is accepted and waits for the
+    broker (it is dispatched as soon as the broker answers). The same `Idempotency-Key`
+    with the same body returns the same run (200); with another body, 422."""
     result = await operations.start_run(
-        body.workflow, body.params, idempotency_key=idempotency_key, actor=actor
+        body.workflow,
+        body.params,
+        idempotency_key=idempotency_key,
+        faults=body.faults,
+        actor=actor,
     )
     if not result.created:
         response.status_code = 200
+    elif result.run.status is RunStatus.PENDING:
+        response.status_code = 202
     return RunOut.of(result.run)
 
 
@@ -69,8 +110,8 @@ async def list_runs(
     conn: Conn,
     status: RunStatus | None = None,
     workflow: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunPage:
@@ -84,31 +125,30 @@ async def list_runs(
         before=_parse_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
-    items = [RunOut.of(r) for r in runs[:limit]]
+    items = [RunSummary.of(r) for r in runs[:limit]]
     return RunPage(items=items, next_cursor=_cursor(items[-1]) if len(runs) > limit else None)
 
 
 async def _run(conn: Conn, run_id: uuid.UUID) -> RunOut:
-    run = await repo.get_run(conn, run_id=run_id)
-    if run is None:
-        raise RunNotFound(f"no run {run_id}")
-    return RunOut.of(run)
+    return RunOut.of(await repo.require_run(conn, run_id=run_id))
 
 
-@router.get("/{run_id}", response_model=RunDetail)
+@router.get("/{run_id}", response_model=RunDetail, responses=documented(404))
 async def get_run(run_id: uuid.UUID, conn: Conn) -> RunDetail:
     run = await _run(conn, run_id)
     steps = await repo.get_steps(conn, run_id=run_id)
     return RunDetail(**run.model_dump(), steps=[StepOut.of(s) for s in steps])
 
 
-@router.get("/{run_id}/steps", response_model=list[StepOut])
+@router.get("/{run_id}/steps", response_model=list[StepOut], responses=documented(404))
 async def get_steps(run_id: uuid.UUID, conn: Conn) -> list[StepOut]:
     await _run(conn, run_id)
     return [StepOut.of(s) for s in await repo.get_steps(conn, run_id=run_id)]
 
 
-@router.get("/{run_id}/steps/{key}/attempts", response_model=list[AttemptOut])
+@router.get(
+    "/{run_id}/steps/{key}/attempts", response_model=list[AttemptOut], responses=documented(404)
+)
 async def get_attempts(run_id: uuid.UUID, key: StepKey, conn: Conn) -> list[AttemptOut]:
     """The attempt history of one step: worker, timings, error type, message, traceback."""
     await _run(conn, run_id)
@@ -117,46 +157,69 @@ async def get_attempts(run_id: uuid.UUID, key: StepKey, conn: Conn) -> list[Atte
     return [AttemptOut.of(a) for a in await repo.get_attempts(conn, run_id=run_id, key=key)]
 
 
-def _planned(result: RunOut | Plan) -> PlanOut:
-    assert isinstance(result, Plan)
-    return PlanOut(
-        run_id=result.run_id, operation=result.operation, run=result.run, skip=result.skip
-    )
+def _answer(result: RunRecord | Plan) -> RunOut | JSONResponse:
+    """A changed run (202, as declared), or a dry run's plan (200, documented beside it)."""
+    if isinstance(result, Plan):
+        plan = PlanOut(
+            run_id=result.run_id, operation=result.operation, run=result.run, skip=result.skip
+        )
+        return JSONResponse(plan.model_dump(mode="json"), status_code=200)
+    return RunOut.of(result)
 
 
-@router.post("/{run_id}/resume", status_code=202, response_model=RunOut | PlanOut)
-async def resume(
-    run_id: uuid.UUID, response: Response, actor: Actor, dry_run: bool = False
-) -> RunOut | PlanOut:
+@router.post(
+    "/{run_id}/resume",
+    status_code=202,
+    response_model=RunOut,
+    responses={
+        200: {"model": PlanOut, "description": "dry_run=true: the plan, nothing changed"},
+        **documented(404, 409),
+        **GUARDED,
+    },
+)
+async def resume_run(
+    run_id: uuid.UUID, actor: Actor, dry_run: bool = False
+) -> RunOut | JSONResponse:
     """Run every step that has not succeeded. `dry_run=true` answers with the plan only."""
-    result = await operations.resume_run(run_id, actor=actor, dry_run=dry_run)
-    if dry_run:
-        response.status_code = 200
-        return _planned(result)  # type: ignore[arg-type]
-    assert not isinstance(result, Plan)
-    return RunOut.of(result)
+    return _answer(await operations.resume_run(run_id, actor=actor, dry_run=dry_run))
 
 
-@router.post("/{run_id}/steps/{key}/retry", status_code=202, response_model=RunOut | PlanOut)
-async def retry(
-    run_id: uuid.UUID, key: StepKey, response: Response, actor: Actor, dry_run: bool = False
-) -> RunOut | PlanOut:
-    """Rerun one step and everything downstream of it."""
-    result = await operations.retry_step(run_id, key, actor=actor, dry_run=dry_run)
-    if dry_run:
-        response.status_code = 200
-        return _planned(result)  # type: ignore[arg-type]
-    assert not isinstance(result, Plan)
-    return RunOut.of(result)
+@router.post(
+    "/{run_id}/steps/{key}/retry",
+    status_code=202,
+    response_model=RunOut,
+    responses={
+        200: {"model": PlanOut, "description": "dry_run=true: the plan, nothing changed"},
+        **documented(404, 409),
+        **GUARDED,
+    },
+)
+async def retry_step(
+    run_id: uuid.UUID, key: StepKey, actor: Actor, dry_run: bool = False
+) -> RunOut | JSONResponse:
+    """Rerun one step and everything downstream of it. `dry_run=true`: the plan only."""
+    return _answer(await operations.retry_step(run_id, key, actor=actor, dry_run=dry_run))
 
 
-@router.post("/{run_id}/cancel", status_code=202, response_model=RunOut)
-async def cancel(run_id: uuid.UUID, actor: Actor) -> RunOut:
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    response_model=RunOut,
+    responses={**documented(404, 409), **GUARDED},
+)
+async def cancel_run(run_id: uuid.UUID, actor: Actor) -> RunOut:
     return RunOut.of(await operations.cancel_run(run_id, actor=actor))
 
 
-@router.get("/{run_id}/artifacts/{path:path}", response_class=FileResponse)
-async def artifact(
+@router.get(
+    "/{run_id}/artifacts/{path:path}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+        **documented(404),
+    },
+)
+async def get_artifact(
     run_id: uuid.UUID,
     path: Annotated[str, Path(max_length=500, pattern=r"^[^\x00]+$")],
     conn: Conn,
@@ -171,31 +234,38 @@ async def artifact(
     return FileResponse(target)
 
 
-@router.get("/{run_id}/events", response_class=StreamingResponse)
-async def events(run_id: uuid.UUID, request: Request, conn: Conn) -> StreamingResponse:
-    """Server-sent events: `step` and `run` state changes, until the run ends."""
-    await _run(conn, run_id)
-    return StreamingResponse(_changes(run_id, request), media_type="text/event-stream")
+@router.get(
+    "/{run_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        **documented(404),
+    },
+)
+async def run_events(
+    run_id: uuid.UUID,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(max_length=40, pattern=r"^\d*$")] = None,
+) -> EventSourceResponse:
+    """Server-sent events, `step` and `run`, each with an `id:`; reconnecting with
+    `Last-Event-ID` sends only what changed after it. Keepalive comments in between. A
+    stream holds no database connection: one watcher per process polls for all streams."""
+    watcher: RunWatcher = request.app.state.watcher
+    await watcher.current(run_id)  # 404 before the stream starts
+    after = int(last_event_id) if last_event_id else 0
+    return EventSourceResponse(
+        _changes(watcher, run_id, after), ping=get_settings().sse_keepalive_seconds
+    )
 
 
-async def _changes(run_id: uuid.UUID, request: Request, poll: float = 0.25) -> AsyncIterator[str]:
-    seen: dict[str, tuple[str, int]] = {}
-    last_run: str | None = None
-    while not await request.is_disconnected():
-        async with get_engine().connect() as conn:
-            run = await repo.get_run(conn, run_id=run_id)
-            steps = await repo.get_steps(conn, run_id=run_id)
-        if run is None:
-            return
-        for s in steps:
-            state = (s.status.value, s.attempts)
-            if seen.get(s.key) != state:
-                seen[s.key] = state
-                data = {"key": s.key, "status": s.status.value, "attempts": s.attempts}
-                yield f"event: step\ndata: {json.dumps(data)}\n\n"
-        if run.status.value != last_run:
-            last_run = run.status.value
-            yield f"event: run\ndata: {json.dumps({'status': last_run})}\n\n"
-        if run.status in RUN_TERMINAL:
-            return
-        await asyncio.sleep(poll)
+async def _changes(
+    watcher: RunWatcher, run_id: uuid.UUID, after: int
+) -> AsyncIterator[ServerSentEvent]:
+    async for snapshot in watcher.follow(run_id, after_version=after):
+        version = str(snapshot.version)
+        for s in snapshot.changed:
+            data = {"key": s.key, "status": s.status.value, "attempts": s.attempts}
+            yield ServerSentEvent(json.dumps(data), event="step", id=version)
+        if snapshot.run_changed:
+            status = {"status": snapshot.run.status.value}
+            yield ServerSentEvent(json.dumps(status), event="run", id=version)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from reelflow.cli.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from tests import transitions
 from tests.support import ROOT, WorkerProcess, migrate, patched_environment
 
 
@@ -35,19 +36,20 @@ class Chaos:
         self.workers.append(proc)
         return proc
 
-    def start_reconciler(self) -> None:
+    def start_reconciler(self, **extra_env: str) -> None:
+        """`reelflow reconcile` as a process of its own (workers reconcile too)."""
         with (self.base / "reconciler.log").open("ab") as log:
             self.reconciler = subprocess.Popen(
                 [
                     sys.executable,
-                    "-c",
-                    "from reelflow.cli import main; main()",
+                    "-m",
+                    "reelflow",
                     "-v",
                     "reconcile",
                     "--interval",
                     "1",
                 ],
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **extra_env},
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -58,7 +60,7 @@ class Chaos:
         """Run `reelflow ...` against this stack (runs start from here, not from pytest's
         process, whose Celery app is bound to the session's broker)."""
         done = subprocess.run(
-            [sys.executable, "-c", "from reelflow.cli import main; main()", *args],
+            [sys.executable, "-m", "reelflow", *args],
             env={**os.environ, **self.env},
             cwd=ROOT,
             capture_output=True,
@@ -68,10 +70,14 @@ class Chaos:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def start_run(self, workflow: str, **params: object) -> uuid.UUID:
+    def start_run(
+        self, workflow: str, faults: dict[str, int] | None = None, **params: object
+    ) -> uuid.UUID:
         args = ["run", workflow, "--json"]
         for key, value in params.items():
             args += ["-p", f"{key}={json.dumps(value)}"]
+        for key, count in (faults or {}).items():
+            args += ["--fault", f"{key}={count}"]
         return uuid.UUID(json.loads(self.cli(*args))["id"])
 
     def stop_postgres(self) -> None:
@@ -101,6 +107,7 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
     extra = dict(marker.kwargs) if marker else {}
     pg = start_postgres(tmp_path / "pg")
     migrate(pg.url)
+    transitions.install(pg.url)
     redis = start_redis(tmp_path / "redis", persist=False)
     env = {
         "DATABASE_URL": pg.url,
@@ -110,6 +117,7 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         "STEP_LEASE_SECONDS": "5",
         "STALL_AFTER_SECONDS": "6",
         "LOG_FORMAT": "json",
+        "ALLOW_FAULT_INJECTION": "true",
         **{k.upper(): str(v) for k, v in extra.items()},
     }
     stack = Chaos(tmp_path, pg, redis, env)
@@ -117,4 +125,7 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         with patched_environment(env):
             yield stack
     finally:
+        for worker in stack.workers:
+            worker.kill()
+        transitions.collect(stack.pg.url, request.node.nodeid)
         stack.close()

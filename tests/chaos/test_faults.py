@@ -24,8 +24,7 @@ VIDEO = {"length_seconds": 15, "width": 360, "height": 640, "fps": 24, "topic": 
 
 @pytest.mark.chaos_env(reconcile_interval_seconds=1)
 async def test_killed_worker_mid_render_is_recovered_by_another(chaos: Chaos) -> None:
-    first = chaos.worker("doomed")
-    chaos.start_reconciler()
+    first = chaos.worker("doomed")  # no reconciler process: the workers heal themselves
     run_id = chaos.start_run("short_video", **VIDEO)
     victim = await wait_step(
         run_id, "render_scene[0]", lambda s: s.status is StepStatus.RUNNING, timeout=60
@@ -53,14 +52,13 @@ async def test_redis_restart_loses_queued_messages_and_the_reconciler_requeues(
     assert redis.Redis.from_url(chaos.redis.url).llen("default") == 1
     chaos.restart_redis()  # no persistence: the queue is gone
     assert redis.Redis.from_url(chaos.redis.url).llen("default") == 0
-    chaos.worker("after-restart")
-    chaos.start_reconciler()
+    chaos.worker("after-restart")  # it reconciles: no process of its own needed
 
     run = await wait_run(run_id, timeout=90)
     assert run.status is RunStatus.SUCCEEDED, run.error
     assert all(s.attempts == 1 for s in (await step_rows(run_id)).values())
     events = json.loads(chaos.cli("show", str(run_id), "--json"))
-    assert events["resume_count"] == 1  # one new generation of messages, from the reconciler
+    assert events["generation"] == 1  # one new generation of messages, from the reconciler
 
 
 @pytest.mark.chaos_env(step_lease_seconds=30)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -47,7 +49,11 @@ def attempts_of(run: dict[str, Any]) -> dict[str, int]:
 def test_probe_failed_inspected_resumed_and_retried_over_http(client: httpx.Client) -> None:
     created = client.post(
         "/runs",
-        json={"workflow": "probe", "params": {"width": 5, "fail": {"c[2]": 1}, "max_attempts": 1}},
+        json={
+            "workflow": "probe",
+            "params": {"width": 5, "max_attempts": 1},
+            "faults": {"c[2]": 1},
+        },
     )
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
@@ -172,14 +178,34 @@ def test_workflows_health_and_metrics(client: httpx.Client) -> None:
     assert "width" in probe["params_schema"]["properties"]
 
     health = client.get("/health")
-    assert health.status_code == 200
+    assert health.status_code == 200, health.text
     body = health.json()
+    assert body["status"] == "ok"
     assert body["database"]["ok"] and body["broker"]["ok"] and body["workers"]["names"]
+    assert all(body["workers"]["queues"][q] for q in ("default", "gpu"))
 
+    assert client.get("/livez").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+
+    wait_status(
+        client, client.post("/runs", json={"workflow": "probe"}).json()["id"], {"succeeded"}
+    )
     metrics = client.get("/metrics").text
-    assert 'reelflow_runs{status="succeeded"}' in metrics
-    assert "reelflow_step_duration_seconds_bucket" in metrics
+    assert 'reelflow_runs_finished_total{status="succeeded"}' in metrics
+    assert 'reelflow_runs_active{status="pending"}' in metrics  # zero states present
+    assert 'reelflow_step_attempts_total{outcome="succeeded",step="a"}' in metrics
+    assert 'reelflow_step_duration_seconds_bucket{le="+Inf",step="a"}' in metrics
     assert 'reelflow_queue_depth{queue="gpu"}' in metrics
+    assert 'reelflow_workers_online{queue="default"} 1.0' in metrics
+    assert "http_requests_total" in metrics and "process_cpu_seconds_total" in metrics
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package): not linted")
+    linted = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True
+    )
+    assert linted.returncode == 0 and not linted.stdout.strip(), linted.stdout + linted.stderr
 
 
 def test_artifacts_are_served_read_only_and_never_outside_the_run(

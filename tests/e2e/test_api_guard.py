@@ -52,3 +52,10 @@ def test_the_token_lets_mutations_through_and_reads_stay_open(guarded: httpx.Cli
     assert created.status_code == 201
     assert guarded.get(f"/runs/{created.json()['id']}").status_code == 200
     assert guarded.post(f"/runs/{RUN}/cancel", headers=auth).status_code == 404
+
+
+def test_the_schema_declares_bearer_security_when_a_token_is_set(guarded: httpx.Client) -> None:
+    doc = guarded.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    create = doc["paths"]["/runs"]["post"]
+    assert create["security"] and "401" in create["responses"]

@@ -16,6 +16,7 @@ from tests.support import ROOT, ApiProcess
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 #: name -> (method, path, request kwargs, status, problem code)
+KEY = "bad-input-fixture"  # the fixture run's Idempotency-Key
 CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
     "unknown workflow": ("POST", "/runs", {"json": {"workflow": "nope"}}, 422, "unknown_workflow"),
     "param of the wrong type": (
@@ -81,14 +82,14 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
     "NUL character in a param": (
         "POST",
         "/runs",
-        {"json": {"workflow": "probe", "params": {"fail": {"a\u0000": 1}}}},
+        {"json": {"workflow": "probe", "params": {"topic": {"a\u0000": 1}}}},
         422,
         "validation_error",
     ),
     "oversized body": (
         "POST",
         "/runs",
-        {"json": {"workflow": "probe", "params": {"fail": {f"k{i}": i for i in range(200_000)}}}},
+        {"json": {"workflow": "probe", "params": {"x": {f"k{i}": i for i in range(200_000)}}}},
         413,
         "too_large",
     ),
@@ -108,6 +109,16 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         {"json": {"workflow": "probe"}, "headers": {"Idempotency-Key": "a b"}},
         422,
         "validation_error",
+    ),
+    "Idempotency-Key reused with another body": (
+        "POST",
+        "/runs",
+        {
+            "json": {"workflow": "probe", "params": {"width": 2}},
+            "headers": {"Idempotency-Key": KEY},
+        },
+        422,
+        "idempotency_key_reused",
     ),
     "malformed run id": ("GET", "/runs/not-a-uuid", {}, 422, "validation_error"),
     "unknown run id": ("GET", f"/runs/{MISSING}", {}, 404, "run_not_found"),
@@ -150,7 +161,11 @@ def client(api: ApiProcess) -> httpx.Client:
 @pytest.fixture(scope="module")
 def run_id(client: httpx.Client) -> str:
     """A finished run, so nothing it does moves the row counts while a case runs."""
-    created = client.post("/runs", json={"workflow": "probe", "params": {"width": 1}})
+    created = client.post(
+        "/runs",
+        json={"workflow": "probe", "params": {"width": 1}},
+        headers={"Idempotency-Key": KEY},
+    )
     run = str(created.json()["id"])
     deadline = time.monotonic() + 60
     while client.get(f"/runs/{run}").json()["status"] != "succeeded":

@@ -14,7 +14,7 @@ import pytest
 from tests.support import ROOT, WorkerProcess
 
 pytestmark = pytest.mark.usefixtures("worker")
-REELFLOW = [sys.executable, "-c", "from reelflow.cli import main; main()"]
+REELFLOW = [sys.executable, "-m", "reelflow"]
 
 
 def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -52,8 +52,8 @@ def test_fail_inspect_resume_retry_through_the_cli(env: dict[str, str]) -> None:
         "probe",
         "-p",
         "width=5",
-        "-p",
-        'fail={"c[2]": 1}',
+        "--fault",
+        "c[2]=1",
         "-p",
         "max_attempts=1",
         "--wait",
@@ -163,3 +163,23 @@ def inspect(
         text=True,
         timeout=60,
     )
+
+
+def test_run_wait_prints_the_id_first_then_progress_in_workflow_order(
+    env: dict[str, str],
+) -> None:
+    assert cli(env, "--version").stdout.startswith("reelflow ")
+    done = cli(env, "run", "probe", "-p", "width=2", "--wait")
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("run ") and "reelflow show" in lines[0], lines[:2]
+    run_id = lines[0].split()[1]
+    succeeded = [line.split()[1] for line in lines[1:] if " succeeded " in line]
+    assert succeeded.index("a") < succeeded.index("b") < succeeded.index("d") < succeeded.index("e")
+    assert all(line.split()[0].endswith("s") for line in lines[1:-1])  # elapsed time first
+    table = cli(env, "show", run_id).stdout
+    order = [k for k in ("a", "b", "c[0]", "c[1]", "d", "e") if f"│ {k} " in table]
+    positions = [table.index(f"│ {k} ") for k in order]
+    assert order == ["a", "b", "c[0]", "c[1]", "d", "e"] and positions == sorted(positions)
+    assert (
+        "UTC" in cli(env, "runs").stdout or "+" in cli(env, "runs").stdout
+    )  # times say their zone

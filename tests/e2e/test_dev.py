@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from reelflow.embedded import free_port
+from reelflow.cli.embedded import free_port
 from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ def start_dev(home: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            "from reelflow.cli import main; main()",
+            "-m",
+            "reelflow",
             "dev",
             "--port",
             str(port),

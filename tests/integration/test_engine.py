@@ -27,8 +27,8 @@ from workflows.operations import cancel_run, resume_run, retry_step, start_run
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-async def _start(**params: object) -> uuid.UUID:
-    result = await start_run("probe", params)
+async def _start(faults: dict[str, int] | None = None, **params: object) -> uuid.UUID:
+    result = await start_run("probe", params, faults=faults)
     return result.run.id
 
 
@@ -59,7 +59,7 @@ async def test_probe_run_succeeds_once_per_step(worker: WorkerProcess) -> None:
 
 
 async def test_failed_map_item_resumes_without_rerunning_upstream(worker: WorkerProcess) -> None:
-    run_id = await _start(width=5, fail={"c[2]": 1}, max_attempts=1)
+    run_id = await _start(width=5, faults={"c[2]": 1}, max_attempts=1)
     run = await wait_run(run_id, worker=worker)
     assert run.status is RunStatus.FAILED
     assert run.error and run.error["step"] == "c[2]"
@@ -83,7 +83,7 @@ async def test_failed_map_item_resumes_without_rerunning_upstream(worker: Worker
 
 
 async def test_transient_failures_retry_with_backoff(worker: WorkerProcess) -> None:
-    run_id = await _start(width=2, fail={"b": 2}, max_attempts=3)
+    run_id = await _start(width=2, faults={"b": 2}, max_attempts=3)
     run = await wait_run(run_id, worker=worker)
     assert run.status is RunStatus.SUCCEEDED, run.error
     b = await attempt_rows(run_id, "b")
@@ -204,3 +204,14 @@ async def test_a_step_that_keeps_losing_its_worker_is_not_run_forever(
     assert [a.status for a in attempts] == ["lost", "failed"]
     assert attempts[1].error_type == "PermanentStepError"
     assert (await step_rows(run_id))["b"].attempts == 0
+
+
+async def test_cancel_reaches_a_step_waiting_to_retry(worker: WorkerProcess) -> None:
+    run_id = await _start(width=1, faults={"a": 4}, max_attempts=5)
+    await wait_step(run_id, "a", lambda s: s.status is StepStatus.RETRYING)
+    await cancel_run(run_id, actor="test")
+    before = (await step_rows(run_id))["a"]
+    assert before.status is StepStatus.CANCELLED
+    await asyncio.sleep(2)  # past the countdown: the retry delivery changes nothing
+    after = (await step_rows(run_id))["a"]
+    assert (after.status, after.attempts) == (StepStatus.CANCELLED, before.attempts)

@@ -70,7 +70,7 @@ async def test_failed_render_resumes_only_downstream_with_identical_video(
     clean_sha = (await step_rows(clean))["compose_video"].output["video"]["sha256"]
 
     run_id = (
-        await start_run("short_video", {**SMALL, "fail": {"render_scene[1]": 1}, "max_attempts": 1})
+        await start_run("short_video", {**SMALL, "max_attempts": 1}, faults={"render_scene[1]": 1})
     ).run.id
     run = await wait_run(run_id, worker=worker, timeout=180)
     assert run.status is RunStatus.FAILED and run.error and run.error["step"] == "render_scene[1]"

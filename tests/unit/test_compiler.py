@@ -11,7 +11,7 @@ from celery.canvas import _chain, _chord
 
 from db.states import StepStatus
 from workflows.canvas import task_id
-from workflows.compiler import compile_run
+from workflows.compiler import NotDispatchable, compile_run
 from workflows.registry import get_workflow
 
 RUN = uuid.UUID("00000000-0000-0000-0000-000000000001")
@@ -47,19 +47,20 @@ def keys_of(sig: object) -> list[str]:
 
 
 def test_new_run_compiles_to_chain_with_expander_in_chain_position() -> None:
-    compiled = compile_run(get_workflow("probe"), RUN, [], generation=0)
+    fresh = rows(0, pending={"a", "b", "d", "e"})
+    compiled = compile_run(get_workflow("probe"), RUN, fresh, {}, generation=0)
     sig = compiled.canvas
     assert isinstance(sig, _chain)
     names = [t.task for t in sig.tasks]
     assert names == ["reelflow.step.a", "reelflow.step.b", "reelflow.expand_map", "reelflow.step.e"]
-    assert sig.tasks[2].args == (str(RUN), "c")
+    assert sig.tasks[2].args == (str(RUN), "c", 0)
     assert compiled.heads == ["a"] and compiled.expanders == ["c"]
     assert all(t.immutable for t in sig.tasks)
 
 
 def test_resume_of_one_failed_render_is_a_chord_over_it_then_its_join() -> None:
-    r = rows(8, failed={"c[5]"}, pending={"d", "e"})
-    compiled = compile_run(get_workflow("probe"), RUN, r, generation=1)
+    r = rows(8, pending={"c[5]", "d", "e"})  # the resume reset the failed render
+    compiled = compile_run(get_workflow("probe"), RUN, r, {"c": 8}, generation=1)
     sig = compiled.canvas
     assert isinstance(sig, _chain)
     chord_sig, tail = sig.tasks
@@ -71,14 +72,34 @@ def test_resume_of_one_failed_render_is_a_chord_over_it_then_its_join() -> None:
 
 
 def test_all_headers_done_compiles_to_body_alone() -> None:
-    compiled = compile_run(get_workflow("probe"), RUN, rows(3, pending={"d", "e"}), 2)
+    compiled = compile_run(get_workflow("probe"), RUN, rows(3, pending={"d", "e"}), {"c": 3}, 2)
     assert keys_of(compiled.canvas) == ["d", "e"]
     assert not isinstance(compiled.canvas.tasks[0], _chord)  # type: ignore[union-attr]
 
 
 def test_everything_succeeded_compiles_to_nothing() -> None:
-    compiled = compile_run(get_workflow("probe"), RUN, rows(3), 0)
+    compiled = compile_run(get_workflow("probe"), RUN, rows(3), {"c": 3}, 0)
     assert compiled.canvas is None and compiled.keys == []
+
+
+def test_a_step_no_message_can_claim_is_refused() -> None:
+    with pytest.raises(NotDispatchable, match="c\\[1\\] is failed"):
+        compile_run(get_workflow("probe"), RUN, rows(2, failed={"c[1]"}), {"c": 2}, 0)
+
+
+def test_a_map_whose_source_reran_expands_again() -> None:
+    # Items superseded, the map forgotten: the expander comes back in chain position.
+    compiled = compile_run(get_workflow("probe"), RUN, rows(0, pending={"b", "d", "e"}), {}, 3)
+    assert [t.task for t in compiled.canvas.tasks][:2] == [  # type: ignore[union-attr]
+        "reelflow.step.b",
+        "reelflow.expand_map",
+    ]
+    assert compiled.expanders == ["c"]
+
+
+def test_an_empty_map_compiles_to_its_join() -> None:
+    compiled = compile_run(get_workflow("probe"), RUN, rows(0, pending={"d", "e"}), {"c": 0}, 1)
+    assert keys_of(compiled.canvas) == ["d", "e"] and compiled.expanders == []
 
 
 def test_task_ids_are_deterministic_per_generation() -> None:
@@ -87,7 +108,8 @@ def test_task_ids_are_deterministic_per_generation() -> None:
 
 
 def test_only_chord_header_members_keep_celery_results() -> None:
-    sig = compile_run(get_workflow("probe"), RUN, rows(2, failed={"c[1]"}, pending={"d", "e"}), 0)
+    r = rows(2, pending={"c[1]", "d", "e"})
+    sig = compile_run(get_workflow("probe"), RUN, r, {"c": 2}, 0)
     chord_sig, tail = sig.canvas.tasks  # type: ignore[union-attr]
     assert not chord_sig.tasks[0].options.get("ignore_result")  # counted by the chord
     assert chord_sig.body.options["ignore_result"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -11,10 +12,16 @@ import numpy as np
 import pytest
 
 from reelflow.errors import PermanentStepError
-from steps.frames import ScenePainter
-from steps.script import STYLES, TemplateWriter, scene_count
-from steps.trends import BuiltinProvider, CsvUrlProvider, FileProvider, choose, provider_for
-from steps.video_models import Scene, ShortVideoParams
+from steps.short_video.frames import ScenePainter
+from steps.short_video.models import Scene, ShortVideoParams
+from steps.short_video.script import STYLES, TemplateWriter, scene_count
+from steps.short_video.trends import (
+    BuiltinProvider,
+    CsvUrlProvider,
+    FileProvider,
+    choose,
+    provider_for,
+)
 
 CSV = "id,title,score,hashtags,summary,points\nx1,Robots learn to fold laundry,50,#ai #home,Folding,Step one|Step two\n"  # noqa: E501
 
@@ -81,10 +88,52 @@ def test_frames_animate_and_show_the_caption() -> None:
     first, later = painter.frame(0), painter.frame(15)
     assert first.shape == (640, 360, 4) and first.dtype == np.uint8
     assert not np.array_equal(first, later)
-    y, x = painter.cy, painter.cx
-    caption = later[y : y + painter.ink.shape[0], x : x + painter.ink.shape[1], :3]
+    mask, _, x, y = painter.captions[0][1]
+    caption = later[y : y + mask.shape[0], x : x + mask.shape[1], :3]
     assert caption.max() >= 250  # white ink once faded in
     assert np.array_equal(painter.frame(7), ScenePainter(scene, 360, 640, 10).frame(7))
+
+
+def test_captions_follow_the_spoken_phrases() -> None:
+    from steps.short_video.script import phrases_of
+
+    narration = "Bees are back in town, and they brought friends. Nobody saw it coming!"
+    phrases = phrases_of(narration, start_s=4.0, duration_s=6.0)
+    assert [p.text for p in phrases] == [
+        "Bees are back in town,", "and they brought friends.", "Nobody saw it coming!"
+    ]  # fmt: skip
+    assert phrases[0].start_s == 4.0
+    assert abs(phrases[-1].start_s + phrases[-1].duration_s - 10.0) < 1e-6  # the whole scene
+    assert all(a.start_s + a.duration_s - b.start_s < 1e-6 for a, b in itertools.pairwise(phrases))
+    scene = Scene(index=1, narration=narration, caption="Bees", start_s=4.0, duration_s=6.0,
+                  style=STYLES[0], phrases=phrases)  # fmt: skip
+    painter = ScenePainter(scene, 360, 640, 10)
+    shown = [painter.caption_at(t / 10) for t in range(60)]
+    assert shown[0] == 0 and shown[-1] == 2 and shown == sorted(shown)
+    second = round((phrases[1].start_s - 4.0) * 10) + 5  # half a second into phrase two
+    assert painter.caption_at(second / 10) == 1
+    assert not np.array_equal(painter.frame(second - 6), painter.frame(second))  # new words
+
+
+def test_the_voice_speaks_each_phrase_in_its_window() -> None:
+    from steps.short_video.script import phrases_of
+    from steps.short_video.speech import RATE
+    from steps.short_video.voice import narration
+
+    class Tone:  # stands in for a speaker: one beep a phrase, as long as asked
+        name = "tone"
+
+        def speak(self, text: str, wpm: int) -> np.ndarray:
+            return np.ones(int(0.5 * RATE), np.float32)
+
+    phrases = phrases_of("One two three four, five six seven eight.", 0.0, 4.0)
+    scene = Scene(index=0, narration="", caption="", start_s=0.0, duration_s=4.0,
+                  style=STYLES[0], phrases=phrases)  # fmt: skip
+    track = narration(Tone(), [scene], 4 * RATE)
+    for phrase in phrases:
+        start = int(phrase.start_s * RATE)
+        assert track[start + int(0.1 * RATE)] == 1.0  # speaking just after its window opens
+        assert track[start + int(0.7 * RATE)] == 0.0  # and done well inside it
 
 
 def test_torch_backend_matches_numpy_within_rounding() -> None:
@@ -107,9 +156,9 @@ def test_torch_backend_matches_numpy_within_rounding() -> None:
 def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
     import uuid
 
-    from reelflow.errors import StepCancelled
-    from steps.models import StepContext
-    from steps.render import encode_scene
+    from reelflow.errors import StepStopped
+    from steps.engine.context import StepContext
+    from steps.short_video.render import encode_scene
 
     stop = {"now": False}
     ctx = StepContext(
@@ -132,6 +181,6 @@ def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
             stop["now"] = True
         ctx.check_cancelled()
 
-    with pytest.raises(StepCancelled):
+    with pytest.raises(StepStopped):
         encode_scene(painter, str(tmp_path / "s.mp4"), tick=tick)
     assert len(ticks) == 2  # stopped at the check where it was asked, not at the end

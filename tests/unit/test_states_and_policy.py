@@ -18,9 +18,9 @@ from db.states import (
     step_can_move,
 )
 from reelflow.errors import InjectedFailure, PermanentStepError
-from steps.retry import RetryPolicy
-from workflows.definition import Workflow
+from steps.engine.retry import RetryPolicy
 from workflows.spec import chain
+from workflows.workflow import Workflow
 
 
 def test_step_lifecycle_moves() -> None:
@@ -28,16 +28,22 @@ def test_step_lifecycle_moves() -> None:
     assert step_can_move(StepStatus.RUNNING, StepStatus.RETRYING)
     assert step_can_move(StepStatus.RETRYING, StepStatus.RUNNING)
     assert step_can_move(StepStatus.FAILED, StepStatus.PENDING)
+    assert step_can_move(StepStatus.SUPERSEDED, StepStatus.PENDING)
     assert not step_can_move(StepStatus.SUCCEEDED, StepStatus.RUNNING)
     assert not step_can_move(StepStatus.PENDING, StepStatus.SUCCEEDED)
-    for terminal in STEP_TERMINAL:
+    assert not step_can_move(StepStatus.RUNNING, StepStatus.SUPERSEDED)  # never in flight
+    for terminal in STEP_TERMINAL - {StepStatus.CANCELLED}:
         assert not step_can_move(terminal, StepStatus.CANCELLED)
 
 
 def test_run_lifecycle_moves() -> None:
-    assert run_can_move(RunStatus.FAILED, RunStatus.RUNNING)
-    assert run_can_move(RunStatus.CANCELLED, RunStatus.RUNNING)
+    # Every new dispatch goes through pending: the relay (or the first claim) makes it run.
+    assert run_can_move(RunStatus.FAILED, RunStatus.PENDING)
+    assert run_can_move(RunStatus.CANCELLED, RunStatus.PENDING)
+    assert run_can_move(RunStatus.RUNNING, RunStatus.PENDING)  # the reconciler requeues
+    assert not run_can_move(RunStatus.FAILED, RunStatus.RUNNING)
     assert not run_can_move(RunStatus.SUCCEEDED, RunStatus.FAILED)
+    assert not run_can_move(RunStatus.CANCELLED, RunStatus.RUNNING)
 
 
 def test_claimable_sets_exclude_terminal_states() -> None:

@@ -1,0 +1,162 @@
+"""The claim protocol's writes after a claim: complete, fail, renew the lease.
+
+Each is one SQL statement, guarded by `attempts = :attempt AND status = 'running'`, so a
+zombie attempt whose lease expired cannot overwrite the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from db.models import OPEN_STEP
+from db.states import AttemptStatus, RunStatus, StepStatus
+
+_S, _A = StepStatus, AttemptStatus
+
+_COMPLETE = f"""
+WITH done AS (
+    UPDATE step_runs
+    SET status = '{_S.SUCCEEDED}', output = $4::jsonb, error = NULL, finished_at = now(),
+        lease_owner = NULL, lease_worker = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND attempts = $3 AND status = '{_S.RUNNING}'
+    RETURNING id
+), att AS (
+    UPDATE step_attempts a
+    SET status = '{_A.SUCCEEDED}', finished_at = now(),
+        duration_ms = extract(epoch FROM now() - a.started_at) * 1000
+    WHERE a.step_run_id = $1 AND a.attempt = $3 AND EXISTS (SELECT 1 FROM done)
+), fin AS (
+    UPDATE workflow_runs r
+    SET status = '{RunStatus.SUCCEEDED}', finished_at = now(), updated_at = now(), error = NULL
+    -- `status || ''`: look the run up by primary key, never by scanning running runs
+    WHERE r.id = $2 AND r.status || '' = '{RunStatus.RUNNING}' AND EXISTS (SELECT 1 FROM done)
+      AND NOT EXISTS (SELECT 1 FROM step_runs s
+                      WHERE s.run_id = $2 AND s.id <> $1 AND s.{OPEN_STEP})
+    RETURNING r.id
+)
+SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished
+"""
+
+_STEP_STATE = "SELECT status, attempts FROM step_runs WHERE id = $1"
+
+_FAIL = f"""
+WITH f AS (
+    UPDATE step_runs
+    SET status = $4::text, error = $6::jsonb, lease_owner = NULL, lease_worker = NULL,
+        lease_expires_at = NULL, updated_at = now(),
+        finished_at = CASE WHEN $4::text = '{_S.FAILED}' THEN now() END
+    WHERE id = $1 AND attempts = $3 AND status = '{_S.RUNNING}'
+    RETURNING id
+), att AS (
+    UPDATE step_attempts a
+    SET status = $5, finished_at = now(),
+        duration_ms = extract(epoch FROM now() - a.started_at) * 1000,
+        error_type = $8, error_message = $9, traceback = $10
+    WHERE a.step_run_id = $1 AND a.attempt = $3 AND EXISTS (SELECT 1 FROM f)
+), fr AS (
+    UPDATE workflow_runs
+    SET status = '{RunStatus.FAILED}', error = $7::jsonb, finished_at = now(), updated_at = now()
+    WHERE id = $2 AND $4::text = '{_S.FAILED}' AND status || '' = '{RunStatus.RUNNING}'
+      AND EXISTS (SELECT 1 FROM f)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed
+"""
+
+_RENEW = f"""
+UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => $3)
+FROM workflow_runs r
+WHERE s.id = $1 AND s.attempts = $2 AND s.status = '{_S.RUNNING}' AND r.id = s.run_id
+RETURNING r.status
+"""
+
+_COUNT = """
+INSERT INTO engine_counters (name, label, value) VALUES ($1, $2, 1)
+ON CONFLICT (name, label) DO UPDATE SET value = engine_counters.value + 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    recorded: bool  # False: this attempt was superseded (a zombie) or already recorded
+    run_finished: bool
+    status: StepStatus | None
+    attempts: int | None
+
+
+async def complete(
+    conn: asyncpg.Connection,
+    *,
+    step_id: int,
+    run_id: uuid.UUID,
+    attempt: int,
+    output: dict[str, Any],
+) -> Completion:
+    row = await conn.fetchrow(_COMPLETE, step_id, run_id, attempt, json.dumps(output))
+    assert row is not None
+    if row["done"]:
+        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt)
+    # Not recorded: superseded by a later attempt, or cancelled. Say what happened instead.
+    now = await conn.fetchrow(_STEP_STATE, step_id)
+    return Completion(
+        recorded=False,
+        run_finished=False,
+        status=StepStatus(now["status"]) if now else None,
+        attempts=now["attempts"] if now else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    error_type: str
+    message: str
+    traceback: str
+    retrying: bool
+
+
+async def fail(
+    conn: asyncpg.Connection,
+    *,
+    step_id: int,
+    run_id: uuid.UUID,
+    key: str,
+    attempt: int,
+    failure: FailureRecord,
+) -> tuple[bool, bool]:
+    """Record a failed attempt; returns (recorded, run_failed)."""
+    error = {"type": failure.error_type, "message": failure.message, "attempt": attempt}
+    status = StepStatus.RETRYING if failure.retrying else StepStatus.FAILED
+    attempt_status = AttemptStatus.RETRYING if failure.retrying else AttemptStatus.FAILED
+    row = await conn.fetchrow(
+        _FAIL,
+        step_id,
+        run_id,
+        attempt,
+        status.value,
+        attempt_status.value,
+        json.dumps(error),
+        json.dumps({**error, "step": key}),
+        failure.error_type,
+        failure.message,
+        failure.traceback,
+    )
+    assert row is not None
+    return bool(row["changed"]), bool(row["run_failed"])
+
+
+async def renew_lease(
+    conn: asyncpg.Connection, *, step_id: int, attempt: int, lease_seconds: int
+) -> RunStatus | None:
+    """Extend this attempt's lease; None when the attempt no longer owns the step."""
+    row = await conn.fetchrow(_RENEW, step_id, attempt, float(lease_seconds))
+    return RunStatus(row["status"]) if row else None
+
+
+async def count(conn: asyncpg.Connection, *, name: str, label: str) -> None:
+    """Add one to an engine counter (an ignored delivery, a requeue)."""
+    await conn.execute(_COUNT, name, label)

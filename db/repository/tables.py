@@ -1,0 +1,25 @@
+"""The tables as SQLAlchemy Core objects, for the repository modules."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from db.models import (
+    DispatchIntent,
+    EngineCounter,
+    RunEvent,
+    StepAttempt,
+    StepRun,
+    WorkerHeartbeat,
+    WorkflowRun,
+)
+
+runs = cast(Table, WorkflowRun.__table__)
+steps = cast(Table, StepRun.__table__)
+attempts = cast(Table, StepAttempt.__table__)
+events = cast(Table, RunEvent.__table__)
+intents = cast(Table, DispatchIntent.__table__)
+workers = cast(Table, WorkerHeartbeat.__table__)
+counters = cast(Table, EngineCounter.__table__)

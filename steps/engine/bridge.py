@@ -1,0 +1,106 @@
+"""The one sync-to-async bridge of a worker process, and who the process works for.
+
+Celery runs task bodies synchronously; the database layer is async. Each thread gets one
+event loop, created on first use after fork and reused for every task, so engines and their
+pools live as long as the process (no `asyncio.run()` per call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import structlog
+
+from db import outcomes
+from db.engine import driver_connection, drop_driver_connection, forget_engines
+from steps.engine.retry import db_retry, is_transient_db_error
+
+T = TypeVar("T")
+log = structlog.get_logger("reelflow.runtime")
+
+_local = threading.local()
+
+
+class WorkerIdentity:
+    """Who this process works for: the worker's id (its heartbeat row), set by the worker's
+    main process at start and inherited by its pool processes over fork."""
+
+    id: str | None = None
+
+
+def worker_id() -> str | None:
+    return WorkerIdentity.id
+
+
+def count_ignored(reason: str) -> None:
+    """Count a delivery that changed nothing (stale, duplicate, not ready), best effort."""
+    try:
+        run_db(outcomes.count, name="deliveries_ignored", label=reason)
+    except Exception as exc:  # a counter must never fail the task
+        log.warning("counter_not_written", error=repr(exc))
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:  # a step pays two database round trips; uvloop makes each cheaper to drive
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is None or getattr(_local, "pid", None) != os.getpid() or loop.is_closed():
+        loop = _new_loop()
+        _local.loop, _local.pid = loop, os.getpid()
+    return loop
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on this thread's persistent loop."""
+    return _loop().run_until_complete(coro)
+
+
+def run_db(fn: Any, /, **kwargs: Any) -> Any:
+    """Call `fn(connection, **kwargs)` from `db.claims`, retrying transient database errors.
+
+    The first try goes straight through; only a failure pays for the retry machinery.
+    """
+    try:
+        return _call(fn, kwargs)
+    except Exception as exc:
+        if not is_transient_db_error(exc):
+            raise
+        log.warning("db_retrying", error=repr(exc))
+    return _retrying_call(fn, kwargs)
+
+
+@db_retry
+def _retrying_call(fn: Any, kwargs: dict[str, Any]) -> Any:
+    return _call(fn, kwargs)
+
+
+def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
+    async def go() -> Any:
+        conn = await driver_connection()
+        try:
+            return await fn(conn, **kwargs)
+        except BaseException:
+            if not conn.is_closed() and conn.is_in_transaction():
+                conn.terminate()  # never reuse a connection in an unknown state
+            raise
+        finally:
+            drop_driver_connection()
+
+    return run(go())
+
+
+def after_fork() -> None:
+    """Called in each new worker process: forget the parent's loop and engines."""
+    _local.__dict__.clear()
+    forget_engines()

@@ -1,0 +1,87 @@
+"""Worker process lifecycle: logging, schema check, and fresh engines after every fork."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import structlog
+from celery.signals import (
+    before_task_publish,
+    celeryd_init,
+    setup_logging,
+    worker_init,
+    worker_process_init,
+)
+
+from reelflow.logs import configure_logging
+from reelflow.settings import get_settings
+from steps.engine import bridge
+from steps.engine.lease import Heartbeat
+
+log = structlog.get_logger("reelflow.worker")
+
+
+@celeryd_init.connect
+@setup_logging.connect
+def _on_setup_logging(**_: Any) -> None:
+    """Celery leaves logging alone when this signal has a receiver: its own lines (`Task ...
+    succeeded`, tracebacks) then go through reelflow's structlog formatter as well."""
+    configure_logging(get_settings())
+
+
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    bridge.run(_check_schema())  # refuse to start on a database behind head
+    _check_visibility_timeout(settings.visibility_timeout_seconds)
+
+
+async def _check_schema() -> None:
+    from db.engine import dispose_engine, get_engine
+    from db.migrate import ensure_at_head
+
+    try:
+        await ensure_at_head(get_engine())
+    finally:
+        await dispose_engine()  # the parent keeps no connection its children could inherit
+
+
+def _check_visibility_timeout(visibility_timeout: int) -> None:
+    """A message must not be redelivered while its step may still legitimately run."""
+    from steps.engine.task import STEPS
+
+    for spec in STEPS.values():
+        if spec.time_limit and spec.time_limit >= visibility_timeout:
+            from reelflow.errors import ConfigError
+
+            raise ConfigError(
+                f"step {spec.name} may run {spec.time_limit}s, longer than the broker's "
+                f"visibility timeout ({visibility_timeout}s): raise VISIBILITY_TIMEOUT_SECONDS"
+            )
+
+
+@worker_process_init.connect
+def _on_process_init(**_: Any) -> None:
+    bridge.after_fork()
+    Heartbeat.reset()
+    configure_logging(get_settings(), force=True)
+    # Everything imported so far lives as long as the process: keep the collector from
+    # rescanning it on every full collection (and from touching copy-on-write pages).
+    gc.freeze()
+
+
+@before_task_publish.connect
+def _name_the_step(
+    sender: str | None = None, headers: Any = None, body: Any = None, **_: Any
+) -> None:
+    """Put the run id and step key in the message headers, where monitors look for them."""
+    from steps.engine.spec import STEP_TASK_PREFIX
+
+    if not sender or not sender.startswith(STEP_TASK_PREFIX) or headers is None:
+        return
+    args = body[0] if isinstance(body, (list, tuple)) and body else None
+    if isinstance(args, (list, tuple)) and len(args) >= 2:
+        headers["reelflow_run_id"], headers["reelflow_step_key"] = str(args[0]), str(args[1])
+        headers["argsrepr"] = f"run_id={args[0]} step={args[1]}"

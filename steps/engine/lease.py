@@ -1,0 +1,81 @@
+"""The lease heartbeat: one daemon thread per worker process renews the leases of the
+attempts running in it, so a step that runs longer than its lease is never taken for dead
+while its worker lives, and a renewal that finds the run cancelled (or the attempt lost)
+flags the lease so the step can stop early."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from db import outcomes
+from db.states import RunStatus
+from steps.engine.bridge import run_db
+
+log = structlog.get_logger("reelflow.lease")
+
+
+@dataclass
+class Lease:
+    step_id: int
+    key: str
+    attempt: int
+    cancelled: bool = False
+    lost: bool = False
+
+
+class Heartbeat:
+    """The renewing thread of this process (one, created on first use after fork)."""
+
+    _instance: Heartbeat | None = None
+    _guard = threading.Lock()
+
+    def __init__(self, lease_seconds: int) -> None:
+        self.lease_seconds = lease_seconds
+        self.interval = max(1.0, lease_seconds / 3)
+        self.leases: dict[tuple[int, int], Lease] = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name="reelflow-heartbeat", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def get(cls, lease_seconds: int) -> Heartbeat:
+        with cls._guard:
+            if cls._instance is None or not cls._instance.thread.is_alive():
+                cls._instance = Heartbeat(lease_seconds)
+            return cls._instance
+
+    @classmethod
+    def reset(cls) -> None:
+        cls._instance = None
+        cls._guard = threading.Lock()
+
+    def hold(self, lease: Lease) -> None:
+        with self.lock:
+            self.leases[(lease.step_id, lease.attempt)] = lease
+
+    def release(self, lease: Lease) -> None:
+        with self.lock:
+            self.leases.pop((lease.step_id, lease.attempt), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self.lock:
+                held = list(self.leases.values())
+            for lease in held:
+                try:
+                    status = run_db(
+                        outcomes.renew_lease,
+                        step_id=lease.step_id,
+                        attempt=lease.attempt,
+                        lease_seconds=self.lease_seconds,
+                    )
+                except Exception as exc:  # the next beat tries again; the lease has slack
+                    log.warning("lease_renew_failed", step_key=lease.key, error=repr(exc))
+                    continue
+                lease.lost = status is None
+                lease.cancelled = status is RunStatus.CANCELLED

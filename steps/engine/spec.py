@@ -1,0 +1,148 @@
+"""What a step is, read off its function signature: inputs, params, item, output.
+
+A step function's parameters name what it needs: `ctx` (StepContext), `params` (the run's
+params model), `item` (its element of a map), and every other parameter is the name of an
+upstream step whose recorded output it reads, typed as that step's output model (or a
+list of them for a mapped step). So dependencies are declared once, by the signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
+
+RESERVED = ("ctx", "params", "item")
+STEP_TASK_PREFIX = "reelflow.step."
+
+
+@dataclass(frozen=True)
+class Dependency:
+    step: str
+    many: bool  # a mapped step: the input is the list of its item outputs, in item order
+    adapter: TypeAdapter[Any]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    fn: Callable[..., BaseModel]
+    queue: str = "default"
+    retry: RetryPolicy = DEFAULT_POLICY
+    soft_time_limit: int | None = None
+    time_limit: int | None = None
+    deps: tuple[Dependency, ...] = ()
+    params_adapter: TypeAdapter[Any] | None = None
+    item_adapter: TypeAdapter[Any] | None = None
+    wants_ctx: bool = False
+    output_type: type[BaseModel] | None = None
+    dep_names: tuple[str, ...] = field(default=())
+
+    @property
+    def single_deps(self) -> list[str]:
+        """Upstream steps read whole: their key is their name."""
+        return [d.step for d in self.deps if not d.many]
+
+    @property
+    def mapped_deps(self) -> list[str]:
+        """Upstream mapped steps, read as the list of their items' outputs."""
+        return [d.step for d in self.deps if d.many]
+
+    @property
+    def task_name(self) -> str:
+        return f"{STEP_TASK_PREFIX}{self.name}"
+
+
+def read_signature(
+    fn: Callable[..., BaseModel],
+    *,
+    name: str,
+    queue: str,
+    retry: RetryPolicy,
+    soft_time_limit: int | None,
+    time_limit: int | None,
+) -> StepSpec:
+    hints = typing.get_type_hints(fn)
+    output = hints.get("return")
+    if not (isinstance(output, type) and issubclass(output, BaseModel)):
+        raise TypeError(f"step {name} must be annotated to return a pydantic model")
+    deps: list[Dependency] = []
+    for pname in inspect.signature(fn).parameters:
+        if pname in RESERVED:
+            continue
+        if pname not in hints:
+            raise TypeError(f"step {name}: parameter {pname} needs a type annotation")
+        annotation = hints[pname]
+        many = typing.get_origin(annotation) is list
+        deps.append(Dependency(step=pname, many=many, adapter=TypeAdapter(annotation)))
+    params = inspect.signature(fn).parameters
+    return StepSpec(
+        name=name,
+        fn=fn,
+        queue=queue,
+        retry=retry,
+        soft_time_limit=soft_time_limit,
+        time_limit=time_limit,
+        deps=tuple(deps),
+        params_adapter=TypeAdapter(hints["params"]) if "params" in params else None,
+        item_adapter=TypeAdapter(hints["item"]) if "item" in params else None,
+        wants_ctx="ctx" in params,
+        output_type=output,
+        dep_names=tuple(d.step for d in deps),
+    )
+
+
+def build_kwargs(
+    spec: StepSpec,
+    *,
+    ctx: Any,
+    params: dict[str, Any],
+    item: Any,
+    inputs: dict[str, list[tuple[int | None, Any]]],
+) -> dict[str, Any]:
+    """Validate the recorded inputs into the function's typed keyword arguments."""
+    kwargs: dict[str, Any] = {}
+    if spec.wants_ctx:
+        kwargs["ctx"] = ctx
+    if spec.params_adapter is not None:
+        kwargs["params"] = spec.params_adapter.validate_python(params)
+    if spec.item_adapter is not None:
+        kwargs["item"] = spec.item_adapter.validate_python(item)
+    for dep in spec.deps:
+        rows = inputs.get(dep.step, [])
+        if dep.many:
+            value: Any = [output for _, output in sorted(rows, key=lambda r: r[0] or 0)]
+            if any(output is None for output in value):
+                raise LookupError(f"step {spec.name}: not every {dep.step} item has an output")
+        else:
+            if len(rows) != 1 or rows[0][1] is None:
+                raise LookupError(f"step {spec.name}: no recorded output of {dep.step}")
+            value = rows[0][1]
+        kwargs[dep.step] = dep.adapter.validate_python(value)
+    return kwargs
+
+
+# Step keys: a single step's key is its name; a map item's is `name[index]`.
+
+
+def item_key(step: str, index: int) -> str:
+    return f"{step}[{index}]"
+
+
+def step_of_key(key: str) -> str:
+    """The step name of a key: `render_scene[3]` -> `render_scene`."""
+    return key[: key.index("[")] if key.endswith("]") and "[" in key else key
+
+
+def index_of_key(key: str) -> int | None:
+    """The item index of a key: `render_scene[3]` -> 3; None for a single step."""
+    if key.endswith("]") and "[" in key:
+        index = key[key.rindex("[") + 1 : -1]
+        return int(index) if index.isdigit() else None
+    return None

@@ -1,0 +1,277 @@
+"""`@step`: the one decorator that makes a typed function a durable Celery task.
+
+The task body is the claim protocol around the function: claim (and read inputs), run,
+complete or fail. A step function never sets a status, and never sees Celery or SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback as tb
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from celery import Task
+from celery.exceptions import Ignore
+from pydantic import BaseModel
+from structlog.contextvars import bound_contextvars
+
+from db import claims, outcomes
+from db.claims import ClaimOutcome
+from reelflow.celery_app import app
+from reelflow.errors import InjectedFailure, PermanentStepError, StepStopped
+from reelflow.settings import get_settings
+from steps.engine import bridge
+from steps.engine.context import StepContext
+from steps.engine.lease import Heartbeat, Lease
+from steps.engine.monitor import announce
+from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
+from steps.engine.spec import StepSpec, build_kwargs, index_of_key, read_signature
+
+log = structlog.get_logger("reelflow.step")
+F = TypeVar("F", bound=Callable[..., BaseModel])
+
+#: Every step, by name: the compiler and the API read queues and dependencies from here.
+STEPS: dict[str, StepSpec] = {}
+
+
+def step(
+    name: str | None = None,
+    *,
+    queue: str = "default",
+    retry: RetryPolicy = DEFAULT_POLICY,
+    soft_time_limit: int | None = None,
+    time_limit: int | None = None,
+) -> Callable[[F], F]:
+    """Register `fn` as durable step `name` (default: the function's name)."""
+
+    def register(fn: F) -> F:
+        spec = read_signature(
+            fn,
+            name=name or fn.__name__,
+            queue=queue,
+            retry=retry,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+        )
+        STEPS[spec.name] = spec
+        options: dict[str, Any] = {
+            "bind": True,
+            "base": StepTask,
+            "name": spec.task_name,
+            "max_retries": None,
+            "acks_late": True,
+            "reject_on_worker_lost": True,
+            "typing": False,
+            "spec": spec,
+        }
+        if soft_time_limit is not None:
+            options["soft_time_limit"] = soft_time_limit
+        if time_limit is not None:
+            options["time_limit"] = time_limit
+        app.task(**options)(_body)
+        fn.step_name = spec.name  # type: ignore[attr-defined]
+        return fn
+
+    return register
+
+
+def _body(task: StepTask, run_id: str, key: str, generation: int = -1) -> None:
+    # A message from before generations existed carries none: it is stale by definition.
+    task.execute_step(uuid.UUID(run_id), key, generation)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child not yet reaped still answers kill(0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class StepTask(Task):  # type: ignore[type-arg]
+    """Bookkeeping for every step: claim, context, retry with backoff, attempt records."""
+
+    spec: StepSpec
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def _owner(self) -> str:
+        return f"{self.request.hostname or 'local'}/{os.getpid()}"
+
+    def _claim(
+        self, run_id: uuid.UUID, key: str, generation: int, steal_from: str | None = None
+    ) -> claims.Claim:
+        settings = get_settings()
+        return bridge.run_db(  # type: ignore[no-any-return]
+            claims.claim,
+            run_id=run_id,
+            key=key,
+            generation=generation,
+            deps=self.spec.single_deps,
+            mapped_deps=self.spec.mapped_deps,
+            owner=self._owner(),
+            worker_id=bridge.worker_id(),
+            hostname=self.request.hostname or "local",
+            task_id=self.request.id or "",
+            queue=self.spec.queue,
+            lease_seconds=settings.step_lease_seconds,
+            worker_dead_after=settings.worker_dead_after_seconds,
+            wants_params=self.spec.params_adapter is not None,
+            steal_from=steal_from,
+        )
+
+    def _dead_local_owner(self, owner: str | None) -> str | None:
+        """The lease owner, if it was a process on this host that no longer lives.
+
+        A prefork child killed mid-step leaves a live lease; its message comes back at once
+        (reject_on_worker_lost), long before the lease expires. Only this host can tell
+        that the owner is dead, so only a same-host owner is taken over early.
+        """
+        if not owner or "/" not in owner:
+            return None
+        host, _, pid = owner.rpartition("/")
+        if host != (self.request.hostname or "local") or not pid.isdigit():
+            return None
+        if int(pid) == os.getpid() or _pid_alive(int(pid)):
+            return None
+        return owner
+
+    def execute_step(self, run_id: uuid.UUID, key: str, generation: int) -> None:
+        with bound_contextvars(
+            run_id=str(run_id), step_key=key, task_id=self.request.id, generation=generation
+        ):
+            claim = self._claim(run_id, key, generation)
+            if claim.outcome is ClaimOutcome.BUSY:
+                dead = self._dead_local_owner(claim.lease_owner)
+                if dead:
+                    log.warning("step_lease_taken_over", previous_owner=dead)
+                    claim = self._claim(run_id, key, generation, steal_from=dead)
+            if claim.outcome is ClaimOutcome.ALREADY_SUCCEEDED:
+                # A redelivered message: let the chain move on; the next claim absorbs it.
+                log.info("step_already_succeeded", attempt=claim.attempt)
+                return
+            if claim.outcome is not ClaimOutcome.CLAIMED:
+                # Changes nothing; counted, and told to monitors so none shows it running.
+                log.info(
+                    "step_skipped",
+                    attempt=claim.attempt,
+                    outcome=claim.outcome.value,
+                    status=claim.status,
+                    run_generation=claim.generation,
+                )
+                bridge.count_ignored(claim.outcome.value)
+                announce(self, "ignored", reason=claim.outcome.value)
+                raise Ignore()
+            with bound_contextvars(attempt=claim.attempt):
+                self._attempt(run_id, key, claim)
+
+    def _attempt(self, run_id: uuid.UUID, key: str, claim: claims.Claim) -> None:
+        settings = get_settings()
+        spec = self.spec
+        lease = Lease(step_id=claim.step_id, key=key, attempt=claim.attempt)
+        heartbeat = Heartbeat.get(settings.step_lease_seconds)
+        heartbeat.hold(lease)
+        started = time.perf_counter()
+        log.info("step_started", step=spec.name, queue=spec.queue)
+        try:
+            if claim.attempt > claim.max_attempts:  # earlier attempts died with their worker
+                raise PermanentStepError(
+                    f"{key} used up its {claim.max_attempts} attempts: its workers were lost"
+                    " (a step that kills its worker every time is not run forever)"
+                )
+            injected = claim.injected_failures if settings.allow_fault_injection else 0
+            if claim.attempt <= injected:
+                raise InjectedFailure(f"injected failure {claim.attempt} of {injected} for {key}")
+            ctx = StepContext(
+                run_id=run_id,
+                key=key,
+                attempt=claim.attempt,
+                artifact_root=Path(settings.artifact_root),
+                item_index=index_of_key(key),
+                stop_requested=lambda: lease.cancelled or lease.lost,
+            )
+            kwargs = build_kwargs(
+                spec, ctx=ctx, params=claim.params, item=claim.item, inputs=claim.inputs
+            )
+            output = spec.fn(**kwargs)
+            if spec.output_type is not None and not isinstance(output, spec.output_type):
+                raise TypeError(f"step {spec.name} returned {type(output).__name__}")
+        except StepStopped:
+            heartbeat.release(lease)
+            log.info("step_cancelled")
+            announce(self, "ignored", reason="cancelled")
+            raise Ignore() from None
+        except Exception as exc:
+            heartbeat.release(lease)
+            self._record_failure(run_id, key, claim, exc)
+            raise  # unreachable: _record_failure raises Retry or re-raises
+        except BaseException:  # SoftTimeLimit's cousins, KeyboardInterrupt, SystemExit
+            heartbeat.release(lease)
+            raise
+        heartbeat.release(lease)
+        done = bridge.run_db(
+            outcomes.complete,
+            step_id=claim.step_id,
+            run_id=run_id,
+            attempt=claim.attempt,
+            output=output.model_dump(mode="json"),
+        )
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        if not done.recorded:
+            log.warning("step_result_discarded", status=done.status, attempts=done.attempts)
+            announce(self, "ignored", reason="superseded_attempt")
+            raise Ignore()
+        log.info("step_succeeded", duration_ms=elapsed_ms, run_finished=done.run_finished)
+
+    def _record_failure(
+        self, run_id: uuid.UUID, key: str, claim: claims.Claim, exc: Exception
+    ) -> None:
+        retrying = self.spec.retry.is_transient(exc) and claim.attempt < claim.max_attempts
+        failure = outcomes.FailureRecord(
+            error_type=type(exc).__name__,
+            message=str(exc)[:4000],
+            traceback="".join(tb.format_exception(exc))[-20000:],
+            retrying=retrying,
+        )
+        recorded, run_failed = bridge.run_db(
+            outcomes.fail,
+            step_id=claim.step_id,
+            run_id=run_id,
+            key=key,
+            attempt=claim.attempt,
+            failure=failure,
+        )
+        if not recorded:
+            log.warning("step_failure_discarded", error_type=failure.error_type)
+            announce(self, "ignored", reason="superseded_attempt")
+            raise Ignore() from exc
+        if retrying:
+            countdown = self.spec.retry.countdown(claim.attempt)
+            log.warning(
+                "step_retrying",
+                error_type=failure.error_type,
+                error=failure.message,
+                countdown_s=round(countdown, 3),
+            )
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None)
+        log.error(
+            "step_failed",
+            error_type=failure.error_type,
+            error=failure.message,
+            run_failed=run_failed,
+        )
+        raise exc
+
+
+__all__ = ["STEPS", "StepTask", "step"]

@@ -1,0 +1,1 @@
+"""The stages of the `short_video` workflow and their models."""

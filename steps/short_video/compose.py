@@ -1,0 +1,113 @@
+"""compose_video: the segments, in scene order, with the voice track, as one MP4.
+
+Segments are remuxed (their H.264 packets copied, timestamps shifted), not re-encoded:
+they come from the same encoder settings, so this is exact and takes a moment. The voice
+is encoded to AAC. A PNG thumbnail is taken from the middle of the first scene.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from reelflow.errors import PermanentStepError
+from steps.engine.context import Artifact, StepContext
+from steps.engine.task import step
+from steps.short_video.models import Script, Segment, ShortVideoParams, VideoOut, VoiceOut
+
+AUDIO_RATE = 48000
+
+
+def _video_packets(paths: list[Path], out_stream: Any) -> list[tuple[float, Any]]:
+    packets, offset = [], 0.0
+    for path in paths:
+        with av.open(str(path)) as source:
+            stream = source.streams.video[0]
+            tb = stream.time_base
+            assert tb is not None
+            shift = round(offset / tb)
+            for packet in source.demux(stream):
+                if packet.dts is None or packet.pts is None:
+                    continue
+                packet.pts += shift
+                packet.dts += shift
+                packet.stream = out_stream
+                packet.time_base = tb
+                packets.append((float(packet.dts * tb), packet))
+            offset += _duration(stream)
+    return packets
+
+
+def _duration(stream: Any) -> float:
+    """Seconds of video in a segment, from its frame count and rate."""
+    return float(stream.frames / stream.average_rate) if stream.frames else 0.0
+
+
+def _audio_packets(wav: Path, out_stream: Any, duration: float) -> list[tuple[float, Any]]:
+    packets = []
+    resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
+    with av.open(str(wav)) as source:
+        for frame in source.decode(audio=0):
+            for converted in resampler.resample(frame):
+                for packet in out_stream.encode(converted):
+                    packets.append(packet)
+        for converted in resampler.resample(None):
+            packets.extend(out_stream.encode(converted))
+    packets.extend(out_stream.encode(None))
+    tb = out_stream.time_base or Fraction(1, AUDIO_RATE)
+    return [(float((p.dts or 0) * tb), p) for p in packets if float((p.pts or 0) * tb) < duration]
+
+
+def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
+    with av.open(str(segments[0])) as first:
+        template = first.streams.video[0]
+        middle = (template.frames or 1) // 2  # the caption has faded in by then
+        for index, frame in enumerate(first.decode(template)):  # noqa: B007
+            if index >= middle:
+                break
+        frame.to_image().save(thumb, format="PNG")  # type: ignore[no-untyped-call]
+        first.seek(0)
+        with av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as target:
+            video = target.add_stream_from_template(template)
+            audio = target.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+            audio.bit_rate = 128_000
+            duration = 0.0
+            for path in segments:
+                with av.open(str(path)) as source:
+                    duration += _duration(source.streams.video[0])
+            merged = _video_packets(segments, video) + _audio_packets(wav, audio, duration)
+            merged.sort(key=lambda pair: pair[0])
+            for _, packet in merged:
+                target.mux(packet)
+
+
+@step()
+def compose_video(
+    ctx: StepContext,
+    params: ShortVideoParams,
+    write_script: Script,
+    synthesize_voice: VoiceOut,
+    render_scene: list[Segment],
+) -> VideoOut:
+    ordered = sorted(render_scene, key=lambda s: s.index)
+    if [s.index for s in ordered] != [scene.index for scene in write_script.scenes]:
+        raise PermanentStepError("the rendered segments do not match the script's scenes")
+    with ctx.artifact("video.mp4") as video_tmp, ctx.artifact("thumbnail.png") as thumb_tmp:
+        compose(
+            [Path(s.video.path) for s in ordered],
+            Path(synthesize_voice.audio.path),
+            video_tmp,
+            thumb_tmp,
+        )
+    frames = sum(s.frames for s in ordered)
+    return VideoOut(
+        duration_s=frames / params.fps,
+        width=params.width,
+        height=params.height,
+        fps=params.fps,
+        video=Artifact.of(ctx.artifact_dir / "video.mp4"),
+        thumbnail=Artifact.of(ctx.artifact_dir / "thumbnail.png"),
+    )

@@ -1,0 +1,116 @@
+"""Inputs and outputs of the short_video stages, and the workflow's params."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from steps.engine.context import Artifact
+
+
+class ShortVideoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str | None = Field(None, max_length=200, description="pick the trend matching this")
+    trend_id: str | None = Field(None, max_length=200, description="pick this trend by id")
+    length_seconds: int = Field(30, ge=15, le=60, description="target video length")
+    width: int = Field(720, ge=144, le=2160, multiple_of=2)
+    height: int = Field(1280, ge=144, le=3840, multiple_of=2)
+    fps: int = Field(30, ge=10, le=60)
+    voice: bool = Field(True, description="narrate (espeak-ng when installed); else music bed")
+    max_attempts: int | None = Field(None, ge=1, le=20, description="retry budget of every step")
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> ShortVideoParams:
+        if self.topic and self.trend_id:
+            raise ValueError("give topic or trend_id, not both")
+        return self
+
+
+class Trend(BaseModel):
+    id: str
+    title: str
+    score: float
+    hashtags: list[str]
+    summary: str = ""
+    points: list[str] = []
+
+
+class TrendsOut(BaseModel):
+    source: str
+    trends: list[Trend]
+    chosen: Trend
+
+
+class Style(BaseModel):
+    name: str
+    top: tuple[int, int, int]
+    bottom: tuple[int, int, int]
+    accent: tuple[int, int, int]
+    motion: Literal["drift", "pulse", "sweep"]
+
+
+class Phrase(BaseModel):
+    """A piece of narration, spoken and captioned together in its window of the video."""
+
+    text: str
+    start_s: float
+    duration_s: float
+
+
+class Scene(BaseModel):
+    index: int
+    narration: str
+    caption: str
+    start_s: float
+    duration_s: float
+    style: Style
+    #: The narration's phrases, covering the scene: the caption shows the one being spoken.
+    phrases: list[Phrase] = []
+
+
+class Script(BaseModel):
+    writer: str
+    trend_id: str
+    title: str
+    hook: str
+    hashtags: list[str]
+    scenes: list[Scene]
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.scenes)
+
+
+class VoiceOut(BaseModel):
+    engine: Literal["espeak-ng", "espeak-ng-library", "tone-bed"]
+    sample_rate: int
+    duration_s: float
+    audio: Artifact
+
+
+class Segment(BaseModel):
+    index: int
+    frames: int
+    fps: int
+    width: int
+    height: int
+    backend: str
+    video: Artifact
+
+
+class VideoOut(BaseModel):
+    duration_s: float
+    width: int
+    height: int
+    fps: int
+    video: Artifact
+    thumbnail: Artifact
+
+
+class Published(BaseModel):
+    directory: str
+    video: Artifact
+    thumbnail: Artifact
+    metadata: Artifact

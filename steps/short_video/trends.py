@@ -1,0 +1,123 @@
+"""collect_trends: read trends from the configured provider and choose one.
+
+TRENDS_SOURCE picks the provider: `builtin` (the sample set in steps/short_video/data), a path
+to a JSON or CSV file, or an http(s) URL of a published CSV. Add a provider by writing a
+class with `name` and `load()` and teaching `provider_for` its source.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from reelflow.errors import PermanentStepError, TransientStepError
+from reelflow.settings import get_settings
+from steps.engine.retry import RetryPolicy
+from steps.engine.task import step
+from steps.short_video.models import ShortVideoParams, Trend, TrendsOut
+
+
+class TrendProvider(Protocol):
+    name: str
+
+    def load(self) -> list[Trend]: ...
+
+
+def _from_rows(rows: list[dict[str, Any]]) -> list[Trend]:
+    """CSV columns: id,title,score,hashtags (space or | separated),summary,points (|)."""
+    trends = []
+    for row in rows:
+
+        def split(value: Any, sep: str) -> list[str]:
+            if isinstance(value, list):
+                return [str(v) for v in value]
+            return [v.strip() for v in str(value or "").replace("|", sep).split(sep) if v.strip()]
+
+        trends.append(
+            Trend(
+                id=str(row["id"]),
+                title=str(row["title"]),
+                score=float(row.get("score") or 0),
+                hashtags=split(row.get("hashtags"), " "),
+                summary=str(row.get("summary") or ""),
+                points=split(row.get("points"), "|"),
+            )
+        )
+    return trends
+
+
+class BuiltinProvider:
+    name = "builtin"
+
+    def load(self) -> list[Trend]:
+        text = resources.files("steps.short_video.data").joinpath("trends.json").read_text("utf-8")
+        return _from_rows(json.loads(text))
+
+
+class FileProvider:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = f"file:{path}"
+
+    def load(self) -> list[Trend]:
+        if not self.path.exists():
+            raise PermanentStepError(f"trends file {self.path} does not exist")
+        text = self.path.read_text("utf-8")
+        if self.path.suffix.lower() == ".csv":
+            return _from_rows(list(csv.DictReader(io.StringIO(text))))
+        return _from_rows(json.loads(text))
+
+
+class CsvUrlProvider:
+    def __init__(self, url: str, timeout: float = 10) -> None:
+        self.url, self.timeout = url, timeout
+        self.name = f"url:{url}"
+
+    def load(self) -> list[Trend]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+                text = response.read().decode("utf-8")
+        except OSError as exc:  # network trouble is worth a retry
+            raise TransientStepError(f"cannot fetch trends from {self.url}: {exc}") from exc
+        return _from_rows(list(csv.DictReader(io.StringIO(text))))
+
+
+def provider_for(source: str) -> TrendProvider:
+    if source == "builtin":
+        return BuiltinProvider()
+    if source.startswith(("http://", "https://")):
+        return CsvUrlProvider(source)
+    return FileProvider(Path(source))
+
+
+def choose(trends: list[Trend], params: ShortVideoParams) -> Trend:
+    if not trends:
+        raise PermanentStepError("the trend source is empty")
+    if params.trend_id:
+        for trend in trends:
+            if trend.id == params.trend_id:
+                return trend
+        raise PermanentStepError(f"no trend with id {params.trend_id!r}")
+    if params.topic:
+        words = params.topic.lower().split()
+        scored = [
+            (sum(w in f"{t.title} {t.summary} {' '.join(t.hashtags)}".lower() for w in words), t)
+            for t in trends
+        ]
+        best = max(scored, key=lambda pair: (pair[0], pair[1].score))
+        if best[0]:
+            return best[1]
+        raise PermanentStepError(f"no trend matches topic {params.topic!r}")
+    return max(trends, key=lambda t: t.score)
+
+
+@step(retry=RetryPolicy(max_attempts=3, backoff_base=2.0))
+def collect_trends(params: ShortVideoParams) -> TrendsOut:
+    provider = provider_for(get_settings().trends_source)
+    trends = sorted(provider.load(), key=lambda t: -t.score)
+    return TrendsOut(source=provider.name, trends=trends, chosen=choose(trends, params))

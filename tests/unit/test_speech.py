@@ -1,0 +1,31 @@
+"""Speech on a machine with nothing from apt: the eSpeak NG library the espeakng-loader
+package ships speaks, at the rate asked, and the voice step uses it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from steps.short_video import speech
+
+
+def test_the_packaged_library_speaks() -> None:
+    loader = pytest.importorskip("espeakng_loader", reason="espeakng-loader is a dependency")
+    speaker = speech.EspeakLibrary(loader.get_library_path(), loader.get_data_path())
+    slow = speaker.speak("The bees are back in town, and they brought friends.", 140)
+    fast = speaker.speak("The bees are back in town, and they brought friends.", 280)
+    assert 1.5 < len(slow) / speech.RATE < 6, len(slow) / speech.RATE
+    assert len(fast) < 0.8 * len(slow)  # the rate is honoured
+    assert np.abs(slow).max() > 0.1  # not silence
+    assert slow.dtype == np.float32
+
+
+def test_a_machine_without_the_program_still_gets_speech(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(speech, "_speaker", None)
+    found = speech.find_speaker()
+    assert found is not None and found.name == "espeak-ng-library"

@@ -1,0 +1,32 @@
+"""The workflows reelflow ships: `probe` (cheap steps, for smoke tests) and `short_video`."""
+
+from steps import probe
+from steps.short_video import compose, publish, render, script, trends, voice
+from steps.short_video.models import ShortVideoParams
+from workflows.spec import chain, chord, map
+from workflows.workflow import Workflow
+
+probe_workflow = Workflow(
+    name="probe",
+    version=1,
+    canvas=chain(probe.a, probe.b, chord([map(probe.c, over="b.items")], probe.d), probe.e),
+    params_model=probe.ProbeParams,
+    description="Cheap steps for smoke-testing a deployment: a -> b -> chord(map c, d) -> e.",
+)
+
+#: A trend in, a published vertical video out. render_scene runs on the `gpu` queue.
+short_video_workflow = Workflow(
+    name="short_video",
+    version=1,
+    canvas=chain(
+        trends.collect_trends,
+        script.write_script,
+        chord(
+            [voice.synthesize_voice, map(render.render_scene, over="write_script.scenes")],
+            compose.compose_video,
+        ),
+        publish.publish,
+    ),
+    params_model=ShortVideoParams,
+    description="Turn a trend into a short vertical video: script, voice, scenes, compose.",
+)

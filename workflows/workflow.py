@@ -1,0 +1,140 @@
+"""A workflow: a named, versioned canvas over steps, with a typed params model.
+
+Building one checks it: every step exists, every step's inputs come from steps upstream of
+it, and every map's source runs before the map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from db.records import NewStep
+from reelflow.errors import InvalidParams, field_errors, summarise
+from steps.engine.spec import StepSpec, item_key
+from steps.engine.task import STEPS
+from workflows.spec import Chain, Chord, Group, Map, Node, StepRef, walk
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    version: int
+    canvas: Node
+    params_model: type[BaseModel]
+    description: str = ""
+    upstream: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upstream", _upstream(self.canvas))
+        for name in self.step_names:
+            if name not in STEPS:
+                raise ValueError(f"workflow {self.name}: unknown step {name}")
+            missing = set(STEPS[name].dep_names) - self.upstream[name]
+            if missing:
+                raise ValueError(
+                    f"workflow {self.name}: step {name} reads {sorted(missing)}, "
+                    "which do not run before it"
+                )
+        for node in walk(self.canvas):
+            if isinstance(node, Map) and node.source not in self.upstream[node.step]:
+                raise ValueError(f"workflow {self.name}: map source {node.source} runs too late")
+
+    @property
+    def step_names(self) -> list[str]:
+        names: list[str] = []
+        for node in walk(self.canvas):
+            if isinstance(node, StepRef):
+                names.append(node.name)
+            elif isinstance(node, Map):
+                names.append(node.step)
+        return names
+
+    @property
+    def mapped_steps(self) -> dict[str, Map]:
+        return {n.step: n for n in walk(self.canvas) if isinstance(n, Map)}
+
+    def spec(self, name: str) -> StepSpec:
+        return STEPS[name]
+
+    def validate_params(self, params: Mapping[str, Any]) -> BaseModel:
+        try:
+            return self.params_model.model_validate(dict(params))
+        except ValidationError as exc:
+            errors = field_errors(exc.errors())
+            summary = summarise(errors, whole="params")
+            raise InvalidParams(f"invalid params for {self.name}: {summary}", errors) from None
+
+    def max_attempts(self, name: str, params: Mapping[str, Any]) -> int:
+        override = params.get("max_attempts")
+        return int(override) if override else STEPS[name].retry.max_attempts
+
+    def new_step(
+        self, name: str, params: Mapping[str, Any], *, index: int | None = None, item: Any = None
+    ) -> NewStep:
+        spec = STEPS[name]
+        return NewStep(
+            key=name if index is None else item_key(name, index),
+            step=name,
+            queue=spec.queue,
+            max_attempts=self.max_attempts(name, params),
+            item_index=index,
+            item=item,
+        )
+
+    def initial_steps(self, params: Mapping[str, Any]) -> list[NewStep]:
+        """Rows for every step known before the run starts (map items come at expansion)."""
+        mapped = self.mapped_steps
+        return [self.new_step(n, params) for n in self.step_names if n not in mapped]
+
+    def downstream(self, name: str) -> set[str]:
+        """Step names that run after `name` and read it, directly or transitively."""
+        readers: dict[str, set[str]] = {n: set() for n in self.step_names}
+        for n in self.step_names:
+            for dep in STEPS[n].dep_names:
+                readers[dep].add(n)
+        for m in self.mapped_steps.values():
+            readers[m.source].add(m.step)
+        out: set[str] = set()
+        todo = [name]
+        while todo:
+            for r in readers.get(todo.pop(), ()):
+                if r not in out:
+                    out.add(r)
+                    todo.append(r)
+        return out
+
+
+def _upstream(canvas: Node) -> dict[str, frozenset[str]]:
+    """For each step, the steps that have finished whenever it starts."""
+    result: dict[str, frozenset[str]] = {}
+
+    def visit(node: Node, before: frozenset[str]) -> frozenset[str]:
+        """Record steps under `node`; return the steps finished once `node` is."""
+        if isinstance(node, StepRef):
+            result[node.name] = before
+            return before | {node.name}
+        if isinstance(node, Map):
+            result[node.step] = before
+            return before | {node.step}
+        if isinstance(node, Chain):
+            for child in node.nodes:
+                before = visit(child, before)
+            return before
+        if isinstance(node, Group):
+            done = before
+            for child in node.nodes:
+                done = done | visit(child, before)
+            return done
+        if isinstance(node, Chord):
+            done = before
+            for child in node.header:
+                done = done | visit(child, before)
+            return visit(node.body, done)
+        raise TypeError(node)
+
+    visit(canvas, frozenset())
+    return result
