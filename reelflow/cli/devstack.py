@@ -47,6 +47,8 @@ class Stack:
     def shutdown(self, timeout: float = 30) -> None:
         """Children first (SIGTERM, then SIGKILL), then the embedded servers."""
         _ignore_signals()  # a second Ctrl-C must not leave servers half stopped
+        sys.stdout.write("stopping...\n")
+        sys.stdout.flush()
         stop_groups([proc for _, proc in reversed(self.processes)], timeout)
         for stop in reversed(self.stops):
             stop()

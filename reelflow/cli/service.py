@@ -63,6 +63,10 @@ def dev(
 
     settings = get_settings()
     devstack.trap_signals()
+    stack = None
+    code = 0
+    # One try from the trap on: a SIGTERM at any point (mid-start, mid-banner, while
+    # waiting) unwinds into the same shutdown and exits 0.
     try:
         stack = devstack.start(
             settings,
@@ -70,15 +74,11 @@ def dev(
             port=port or settings.api_port,
             concurrency=concurrency,
         )
-    except devstack.Stopped:
-        raise typer.Exit(0) from None
-    home = settings.reelflow_home
-    typer.echo(f"reelflow dev is up (data in {home}, logs in {home / 'logs'})")
-    typer.echo(f"  API      {stack.api_url}  (docs at {stack.api_url}/docs)")
-    typer.echo(f"  database {stack.env['DATABASE_URL']}")
-    typer.echo(f"  redis    {stack.env['REDIS_URL']}")
-    code = 0
-    try:
+        home = settings.reelflow_home
+        typer.echo(f"reelflow dev is up (data in {home}, logs in {home / 'logs'})")
+        typer.echo(f"  API      {stack.api_url}  (docs at {stack.api_url}/docs)")
+        typer.echo(f"  database {stack.env['DATABASE_URL']}")
+        typer.echo(f"  redis    {stack.env['REDIS_URL']}")
         if demo:
             code = _demo(stack)
         else:
@@ -87,8 +87,8 @@ def dev(
     except devstack.Stopped:
         code = 0
     finally:
-        typer.echo("stopping...")
-        stack.shutdown()
+        if stack is not None:
+            stack.shutdown()
     raise typer.Exit(code)
 
 

@@ -53,11 +53,23 @@ def start_dev(home: Path, port: int) -> subprocess.Popen[bytes]:
     raise AssertionError("reelflow dev did not come up")
 
 
-def stop_dev(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+def stop_dev(proc: subprocess.Popen[bytes], home: Path) -> list[psutil.Process]:
     family = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0
+    code = proc.wait(60)
+    if code != 0:
+        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        raise AssertionError(f"reelflow dev exited {code}:\n{output}\n{_logs(home)}")
     return family
+
+
+def _logs(home: Path) -> str:
+    """The children's logs, the last lines of each: what a failure is explained by."""
+    parts = []
+    for log in sorted((home / "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-30:]
+        parts.append(f"--- {log.name}\n" + "\n".join(lines))
+    return "\n".join(parts)
 
 
 def test_dev_stops_cleanly_and_keeps_runs(tmp_path: Path) -> None:
@@ -70,7 +82,7 @@ def test_dev_stops_cleanly_and_keeps_runs(tmp_path: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.2)
 
-    family = stop_dev(dev)
+    family = stop_dev(dev, home)
     assert family, "dev started no child processes?"
     time.sleep(0.5)
     alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -89,4 +101,4 @@ def test_dev_stops_cleanly_and_keeps_runs(tmp_path: Path) -> None:
         steps = client.get(f"/runs/{run_id}/steps").json()
         assert all(s["status"] == "succeeded" for s in steps)
     finally:
-        stop_dev(dev)
+        stop_dev(dev, home)
