@@ -19,8 +19,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 reelflow \
  && mkdir -p /data && chown reelflow:reelflow /data
-# EXTRAS=gpu adds torch, for the gpu-worker image (frames then render on CUDA).
-ARG EXTRAS=""
+# s3: artifacts in object storage (obstore); otel: traces. EXTRAS=gpu,s3,otel adds torch,
+# for the gpu-worker image (frames then render on CUDA).
+ARG EXTRAS="s3,otel"
 COPY --from=build /wheels /wheels
 RUN wheel="$(ls /wheels/reelflow-*.whl)" \
  && python -m pip install --no-cache-dir --find-links /wheels "${wheel}${EXTRAS:+[$EXTRAS]}" \

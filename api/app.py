@@ -24,7 +24,7 @@ from api import problems
 from api.routes import admin, health, runs, workflows
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
-from reelflow import logs
+from reelflow import logs, tracing
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
 from workflows.watch import RunWatcher
@@ -41,6 +41,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await app.state.watcher.close()
     await dispose_engine()
+    tracing.flush()
 
 
 class BodyLimit:
@@ -201,4 +202,10 @@ def create_app() -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    if tracing.install("reelflow-api"):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # A server span per request (health probes and scrapes left out), the parent of
+        # the dispatch span and, through the message headers, of every step's spans.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="livez,readyz,health,metrics")
     return app

@@ -199,6 +199,8 @@ class DispatchIntent(Base):
     discarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     publish_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: W3C trace context of the request that wrote it (`traceparent`...), when traced.
+    trace: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
 
 class WorkerHeartbeat(Base):

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from reelflow.settings import get_settings
 
@@ -39,14 +39,35 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
     return {"queue": spec.queue} if spec is not None else None
 
 
+def step_queues(kind: str, queue_type: str) -> list[Queue]:
+    """The step queues. On RabbitMQ each has a topic exchange of its own, so that Celery's
+    native delayed delivery can route a retry's countdown through the broker (quorum
+    queues do not support holding ETA messages in a worker); on Redis, plain queues."""
+    if kind != "amqp":
+        return [Queue(name) for name in QUEUES]
+    return [
+        Queue(
+            name,
+            Exchange(name, type="topic"),
+            routing_key=name,
+            queue_arguments={"x-queue-type": queue_type},
+        )
+        for name in QUEUES
+    ]
+
+
 def celery_config() -> dict[str, Any]:
     settings = get_settings()
-    transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    kind = settings.broker_kind
+    redis_transport = {"visibility_timeout": settings.visibility_timeout_seconds}
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
+        # Redis redelivers an unacked message after visibility_timeout; RabbitMQ when the
+        # consumer's connection closes (and after its consumer_timeout, 30 min by default).
+        "broker_transport_options": redis_transport if kind == "redis" else {},
+        "result_backend_transport_options": redis_transport,
+        "broker_native_delayed_delivery_queue_type": settings.amqp_queue_type,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -59,7 +80,7 @@ def celery_config() -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": "default",
-        "task_queues": [Queue(name) for name in QUEUES],
+        "task_queues": step_queues(kind, settings.amqp_queue_type),
         "task_create_missing_queues": False,
         "task_routes": (route_task,),
         "result_expires": 24 * 3600,

@@ -29,12 +29,21 @@ def async_database_url(url: str) -> str:
     raise ValueError("must be a PostgreSQL URL (postgresql://user@host:port/dbname)")
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+socket://")
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     database_url: str | None = Field(None, description="PostgreSQL URL; unset: embedded server")
     redis_url: str | None = Field(None, description="Redis URL; unset: embedded server")
-    celery_broker_url: str | None = Field(None, description="Broker URL (default: REDIS_URL)")
+    celery_broker_url: str | None = Field(
+        None, description="Broker URL: redis:// or amqp:// (RabbitMQ); default REDIS_URL"
+    )
+    amqp_queue_type: Literal["quorum", "classic"] = Field(
+        "quorum", description="RabbitMQ only: the type of the step queues (quorum: replicated)"
+    )
     celery_result_backend: str | None = Field(
         None, description="Result backend URL (default: REDIS_URL); must be Redis for chords"
     )
@@ -48,6 +57,22 @@ class Settings(BaseSettings):
         Path(".reelflow/published"),
         description="Where videos are published (REELFLOW_HOME/published)",
     )
+    artifact_url: str | None = Field(
+        None, description="s3://bucket/prefix: artifacts in object storage instead of ARTIFACT_ROOT"
+    )
+    publish_url: str | None = Field(
+        None, description="s3://bucket/prefix of published videos (default ARTIFACT_URL/published)"
+    )
+    scratch_dir: Path = Field(
+        Path(".reelflow/scratch"),
+        description="Worker-local files of steps using object storage (REELFLOW_HOME/scratch)",
+    )
+    aws_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (MinIO, R2, ...); unset: AWS for AWS_REGION"
+    )
+    aws_region: str = Field("us-east-1", description="S3 region")
+    aws_access_key_id: str | None = Field(None, description="S3 access key id")
+    aws_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key")
     step_lease_seconds: int = Field(
         60, ge=5, le=86_400, description="How long a claimed step is owned without a heartbeat"
     )
@@ -82,7 +107,10 @@ class Settings(BaseSettings):
         False, description="Honour `faults` on runs (testing aid; never in production)"
     )
     visibility_timeout_seconds: int = Field(
-        7200, ge=60, description="Redis redelivery timeout; must exceed the longest step"
+        7200, ge=60, description="Redis broker: redelivery timeout; must exceed the longest step"
+    )
+    tracing: bool = Field(
+        False, description="OpenTelemetry traces (the otel extra; exporter from OTEL_* variables)"
     )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console in a terminal, JSON otherwise"
@@ -110,11 +138,25 @@ class Settings(BaseSettings):
     def _pg(cls, v: str | None) -> str | None:
         return async_database_url(v) if v else None
 
-    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @field_validator("redis_url", "celery_result_backend")
     @classmethod
     def _redis(cls, v: str | None) -> str | None:
-        if v and not v.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
-            raise ValueError("must be a redis:// URL")
+        if v and not v.startswith(REDIS_SCHEMES):
+            raise ValueError("must be a redis:// URL (chords need Redis as the result backend)")
+        return v or None
+
+    @field_validator("artifact_url", "publish_url")
+    @classmethod
+    def _s3(cls, v: str | None) -> str | None:
+        if v and (not v.startswith("s3://") or len(v.rstrip("/")) <= len("s3://")):
+            raise ValueError("must be an s3://bucket[/prefix] URL")
+        return v.rstrip("/") if v else None
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker(cls, v: str | None) -> str | None:
+        if v and not v.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+            raise ValueError("must be a redis:// or amqp:// URL")
         return v or None
 
     @field_validator("rate_limit")
@@ -134,12 +176,14 @@ class Settings(BaseSettings):
             home = Path(data["reelflow_home"])
             data.setdefault("artifact_root", home / "artifacts")
             data.setdefault("publish_dir", home / "published")
+            data.setdefault("scratch_dir", home / "scratch")
         return data
 
     @model_validator(mode="after")
     def _paths(self) -> Settings:
         self.artifact_root = self.artifact_root.resolve()
         self.publish_dir = self.publish_dir.resolve()
+        self.scratch_dir = self.scratch_dir.resolve()
         self.reelflow_home = self.reelflow_home.resolve()
         return self
 
@@ -154,6 +198,10 @@ class Settings(BaseSettings):
         if not url:
             raise ConfigError("REDIS_URL is not set (use `reelflow dev` for embedded servers)")
         return url
+
+    @property
+    def broker_kind(self) -> Literal["redis", "amqp"]:
+        return "amqp" if self.broker_url.startswith(AMQP_SCHEMES) else "redis"
 
     @property
     def result_backend(self) -> str:

@@ -25,6 +25,11 @@ DEPLOYMENT = {
     "WORKER_CONCURRENCY": ("", "processes per `worker` container (default: CPUs)"),
     "GPU_WORKER_CONCURRENCY": ("1", "processes of the `gpu-worker` container"),
     "FLOWER_PORT": ("5555", "host port of Flower (`--profile flower`)"),
+    "FLOWER_BIND": ("127.0.0.1", "host address Flower's port is published on"),
+    "FLOWER_BASIC_AUTH": ("", "Flower's pages and REST API: user:password (basic auth)"),
+    "FLOWER_UNAUTHENTICATED_API": ("false", "true: Flower's REST API without auth (local use)"),
+    "RABBITMQ_USER": ("reelflow", "RabbitMQ user (`--profile rabbitmq`)"),
+    "RABBITMQ_PASSWORD": ("reelflow", "RabbitMQ password (`--profile rabbitmq`): change it"),
 }
 
 

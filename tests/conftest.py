@@ -15,13 +15,17 @@ import pytest
 from reelflow.settings import async_database_url
 from tests import transitions
 from tests.support import (
+    DEFAULT_AMQP_URL,
     ApiProcess,
     Services,
     WorkerProcess,
     admin_sql,
+    amqp_url,
+    clear_amqp_queues,
     database_url_for,
     migrate,
     patched_environment,
+    reload_celery_app,
     start_embedded_services,
 )
 
@@ -70,8 +74,22 @@ def fresh_database(services: Services, template: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def broker_url(services: Services, request: pytest.FixtureRequest) -> str:
+    """The module's broker: Redis, unless a module runs on both (`on_both_brokers`)."""
+    kind = getattr(request, "param", "redis")
+    if kind == "redis":
+        return services.redis_url
+    url = amqp_url()
+    if url is None:
+        pytest.skip(f"no RabbitMQ answers at {DEFAULT_AMQP_URL} and TEST_AMQP_URL is unset")
+    clear_amqp_queues(url)
+    return url
+
+
+@pytest.fixture(scope="module")
 def env(
     services: Services,
+    broker_url: str,
     template_db: str,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
@@ -82,6 +100,7 @@ def env(
     values = {
         "DATABASE_URL": database_url_for(services.admin_url, name),
         "REDIS_URL": services.redis_url,
+        "CELERY_BROKER_URL": broker_url,
         "ARTIFACT_ROOT": str(artifacts),
         "PUBLISH_DIR": str(artifacts / "published"),
         "STEP_LEASE_SECONDS": "30",
@@ -92,6 +111,7 @@ def env(
     services.flush_redis()
     try:
         with patched_environment(values):
+            reload_celery_app()
             yield values
     finally:
         transitions.collect(values["DATABASE_URL"], request.module.__name__)

@@ -11,10 +11,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -55,6 +57,108 @@ class Services:
 
     def flush_redis(self) -> None:
         redis.Redis.from_url(self.redis_url).flushdb()
+
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+#: On a module (pytestmark): each of its tests runs on Redis and on RabbitMQ (skipped with
+#: the reason when no RabbitMQ answers). The `broker_url` fixture is in conftest.
+on_both_brokers = pytest.mark.parametrize(
+    "broker_url", ["redis", "amqp"], indirect=True, scope="module"
+)
+
+
+def amqp_url() -> str | None:
+    """TEST_AMQP_URL, or the machine's RabbitMQ when one answers; None otherwise."""
+    from kombu import Connection
+
+    url = os.environ.get("TEST_AMQP_URL") or DEFAULT_AMQP_URL
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+    except Exception:
+        if os.environ.get("TEST_AMQP_URL"):
+            raise  # asked for by name: a broken URL is an error, not a skip
+        return None
+    return url
+
+
+def clear_amqp_queues(url: str) -> None:
+    """Delete the step queues, so a test starts with nothing another one left queued."""
+    from kombu import Connection
+
+    from reelflow.celery_app import QUEUES
+
+    with Connection(url, connect_timeout=5) as conn:
+        for queue in QUEUES:
+            channel: Any = conn.channel()
+            try:
+                channel.queue_delete(queue)
+            except conn.channel_errors:
+                pass
+            finally:
+                with suppress(Exception):
+                    channel.close()
+
+
+def reload_celery_app() -> None:
+    """Point this process's Celery app at the broker the settings now name (a module that
+    runs on RabbitMQ after one on Redis): new config, no pooled connections, new queues."""
+    from reelflow.celery_app import app, celery_config
+
+    app.conf.update(celery_config())
+    pool = app._pool
+    if pool is not None:
+        pool.force_close_all()
+        app._pool = None
+    app.__dict__.pop("amqp", None)
+
+
+class S3Server:
+    """moto's standalone S3-compatible HTTP server in a process of its own, with a bucket:
+    object storage that workers reach over HTTP like any other."""
+
+    def __init__(self, log: Path, bucket: str = "reelflow") -> None:
+        from reelflow.cli.embedded import free_port
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.bucket = bucket
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        import httpx
+
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto exited:\n{self.log.read_text()[-2000:]}")
+            try:
+                httpx.put(f"{self.endpoint}/{self.bucket}", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("moto did not come up")
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """Settings that put artifacts (and published videos) under s3://bucket/prefix."""
+        return {
+            "ARTIFACT_URL": f"s3://{self.bucket}/{prefix}",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_groups([self.proc], 10)
 
 
 def start_embedded_services(base: Path) -> tuple[Services, Callable[[], None]]:

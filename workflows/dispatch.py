@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db import repository as repo
 from db.records import RunRecord
 from db.states import STEP_RESETTABLE, RunStatus, StepStatus
+from reelflow import tracing
 from reelflow.settings import get_settings
 from steps.engine.spec import step_of_key
 from workflows import relay
@@ -68,6 +69,7 @@ async def write_intent(
         canvas=relay.canvas_to_json(compiled.canvas),
         reason=reason,
         grace_s=get_settings().relay_grace_seconds,
+        trace=tracing.current_context(),
     )
 
 

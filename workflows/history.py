@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from db import repository as repo
 from db.engine import get_engine
 from reelflow.errors import InvalidParams
-from reelflow.settings import get_settings
+from reelflow.storage import artifact_store
 
 log = structlog.get_logger("reelflow.history")
 
@@ -38,12 +38,14 @@ class PruneReport(BaseModel):
     runs: int
     steps: int
     attempts: int
-    artifact_dirs: int
+    artifact_dirs: int  # runs with artifacts
+    artifacts: int  # their files (objects)
 
 
 async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> PruneReport:
     """Delete (or, dry, count) runs finished before now - `older_than`, with their steps,
-    attempts, events and artifact folders. Active runs are never touched."""
+    attempts, events and artifacts (in the local folder or the bucket). Active runs are
+    never touched."""
     now = datetime.now(UTC)
     age = parse_age(older_than)
     before = (
@@ -53,11 +55,14 @@ async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> Prune
         found = await repo.finished_before(conn, before=before, limit=batch)
         if not dry_run:
             await repo.delete_runs(conn, run_ids=[run_id for run_id, _, _ in found])
-    root = get_settings().artifact_root
-    dirs = [root / str(run_id) for run_id, _, _ in found if (root / str(run_id)).is_dir()]
+    store = artifact_store()  # the local folder or the bucket: the same calls
+    files = await asyncio.to_thread(
+        lambda: {run_id: len(store.keys(f"{run_id}/")) for run_id, _, _ in found}
+    )
     if not dry_run:
-        for folder in dirs:
-            shutil.rmtree(folder, ignore_errors=True)
+        for run_id, count in files.items():
+            if count:
+                await asyncio.to_thread(store.delete_prefix, f"{run_id}/")
         log.info("runs_pruned", runs=len(found), before=before.isoformat())
     return PruneReport(
         dry_run=dry_run,
@@ -66,5 +71,6 @@ async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> Prune
         runs=len(found),
         steps=sum(s for _, s, _ in found),
         attempts=sum(a for _, _, a in found),
-        artifact_dirs=len(dirs),
+        artifact_dirs=sum(1 for count in files.values() if count),
+        artifacts=sum(files.values()),
     )

@@ -9,8 +9,9 @@ Every worker runs it (one at a time, under a PostgreSQL advisory lock), and so d
   the unfinished steps compiled and dispatched. A worker that is alive keeps its step,
   even when the lease lapsed during a database outage.
 - *stalled runs*: a running run where nothing moved for STALL_AFTER_SECONDS, no step runs,
-  and no message for it is waiting in the broker or held by a worker (a broker that forgot
-  its queues) is requeued the same way.
+  no live worker holds a message for it and the step queues are empty (a broker that
+  forgot its queues) is requeued the same way. Queues are judged by depth, never read, so
+  this works on Redis and RabbitMQ alike.
 - *unsettled runs*: a run whose steps all finished but whose status did not follow.
 - *orphans*: a pending run with no dispatch intent gets one.
 
@@ -22,7 +23,6 @@ go on. Every action is written to run_events.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from db.engine import get_engine
 from db.records import OpenStep, RunRecord
 from db.repository.reconcile import RunningStep
 from db.states import RunStatus, StepStatus, run_sources
+from reelflow import broker
 from reelflow.celery_app import QUEUES, app
 from reelflow.errors import InvalidParams, UnknownWorkflow
 from reelflow.settings import get_settings
@@ -99,20 +100,6 @@ def is_dead(step: RunningStep, held: Held) -> bool:
     return step.lease_expired and step.nodename in held.answered
 
 
-def queued_task_ids() -> set[str]:
-    """Ids of the messages waiting in the queues (Redis lists), for stall detection."""
-    ids: set[str] = set()
-    with app.connection_for_write() as connection:
-        client: Any = connection.default_channel.client  # type: ignore[attr-defined]
-        for queue in QUEUES:
-            for item in client.lrange(queue, 0, -1):
-                try:
-                    ids.add(str(json.loads(item)["headers"]["id"]))
-                except (ValueError, KeyError, TypeError):
-                    continue
-    return ids
-
-
 def expected_ids(run: RunRecord, steps: Iterable[OpenStep]) -> set[str]:
     """Message ids the run's current generation may have out for its unfinished steps."""
     ids = set()
@@ -158,24 +145,35 @@ async def _pass(report: Report, stall_after_s: float, dead_after_s: float) -> No
             alive += [s for s in suspects if not is_dead(s, held)]
             await _requeue_dead(report, dead, alive)
     if stalled:
-        waiting = await asyncio.to_thread(_broker_ids)
+        out = await asyncio.to_thread(_out_there)
         for run in stalled:
             if str(run.id) in report.settled or run.id in report.requeued:
                 continue
-            await _isolated(report, run.id, partial(_requeue_stalled, report, run, waiting))
+            await _isolated(report, run.id, partial(_requeue_stalled, report, run, out))
     for run_id in orphans:
         await _isolated(report, run_id, partial(_redispatch, run_id))
 
 
-def _broker_ids() -> set[str] | None:
+@dataclass(frozen=True)
+class OutThere:
+    """What may still deliver a stalled run's next message."""
+
+    held: set[str]  # message ids the live workers hold
+    queued: int  # messages waiting in the step queues, whoever they are for
+
+
+def _out_there() -> OutThere | None:
+    """Ask the workers what they hold and the broker how much waits, both through public
+    interfaces (inspect, a passive queue declare); None when either cannot be asked."""
     held = held_tasks()
     if held is None:
         return None
     try:
-        return held.ids | queued_task_ids()
+        depths = broker.queue_depths(QUEUES)
     except Exception as exc:
-        log.warning("queue_scan_failed", error=repr(exc))
+        log.warning("queue_depth_failed", error=repr(exc))
         return None
+    return OutThere(held.ids, sum(depths.values()))
 
 
 async def _requeue_dead(report: Report, dead: list[RunningStep], alive: list[RunningStep]) -> None:
@@ -192,13 +190,16 @@ async def _requeue_dead(report: Report, dead: list[RunningStep], alive: list[Run
         await _isolated(report, run_id, partial(_requeue, report, run_id, keys, "dead"))
 
 
-async def _requeue_stalled(report: Report, run: RunRecord, in_broker: set[str] | None) -> None:
-    if in_broker is None:
+async def _requeue_stalled(report: Report, run: RunRecord, out: OutThere | None) -> None:
+    """Requeue a stalled run only when no worker holds a message for it and the queues are
+    empty: a message waiting behind others is never doubled (a requeue would send the run
+    to the back of the line each time it stalled)."""
+    if out is None:
         return  # the broker cannot be asked: never requeue blind
     async with get_engine().connect() as conn:
         rows = await repo.open_steps(conn, run_id=run.id)
-    if expected_ids(run, rows) & in_broker:
-        report.waiting.append(run.id)  # a message for it is still out there
+    if expected_ids(run, rows) & out.held or out.queued:
+        report.waiting.append(run.id)  # its message may still be out there
         return
     await _requeue(report, run.id, [], "stalled")
 

@@ -23,6 +23,7 @@ from db import repository as repo
 from db.engine import get_engine
 from db.repository.outbox import Intent
 from db.states import RUN_LIVE, RunStatus
+from reelflow import tracing
 from reelflow.celery_app import app
 from reelflow.settings import get_settings
 
@@ -84,7 +85,19 @@ async def _relay(conn: Any, intent: Intent) -> Outcome:
         log.info("intent_discarded", run_id=run_id, generation=intent.generation)
         return "discarded"
     try:
-        await send(canvas_from_json(intent.canvas))
+        # In the trace of the request that wrote the intent, whoever publishes it.
+        with (
+            tracing.continued(intent.trace),
+            tracing.tracer.start_as_current_span(
+                "reelflow.dispatch",
+                attributes={
+                    **tracing.run_attributes(intent.run_id),
+                    "reelflow.generation": intent.generation,
+                    "reelflow.reason": intent.reason,
+                },
+            ),
+        ):
+            await send(canvas_from_json(intent.canvas))
     except Exception as exc:
         delay = min(30.0, 0.5 * 2**intent.publish_attempts)
         await repo.postpone_intent(conn, intent_id=intent.id, error=repr(exc), delay_s=delay)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -21,6 +20,7 @@ from api.schemas import CheckOut, HealthOut, ProbeOut, WorkersOut
 from db import repository as repo
 from db.engine import get_engine
 from db.states import ATTEMPT_OUTCOMES, RUN_LIVE, RUN_TERMINAL, STEP_IN_FLIGHT
+from reelflow import broker
 from reelflow.celery_app import QUEUES
 from reelflow.settings import get_settings
 
@@ -38,15 +38,13 @@ async def _database(timeout: float) -> CheckOut:
 
 
 async def _broker(timeout: float) -> CheckOut:
-    client = aioredis.from_url(get_settings().broker_url, socket_connect_timeout=timeout)
+    """A connection to the broker, Redis or RabbitMQ alike (kombu, in a thread)."""
     try:
         async with asyncio.timeout(timeout):
-            await client.ping()
+            await asyncio.to_thread(broker.ping, timeout)
         return CheckOut(ok=True)
     except Exception as exc:
         return CheckOut(ok=False, detail=type(exc).__name__)
-    finally:
-        await client.aclose()
 
 
 async def _workers(timeout: float) -> WorkersOut:
@@ -179,14 +177,11 @@ class _Snapshot(Collector):
 
 
 async def _queue_depth() -> dict[str, int]:
-    client = aioredis.from_url(get_settings().broker_url, socket_connect_timeout=2)
     try:
         async with asyncio.timeout(3):
-            return {q: int(await client.llen(q)) for q in QUEUES}
+            return await asyncio.to_thread(broker.queue_depths, QUEUES, 2.0)
     except Exception:
         return {}
-    finally:
-        await client.aclose()
 
 
 @router.get(

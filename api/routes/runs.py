@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import mimetypes
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BeforeValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -32,6 +34,7 @@ from db.records import RunRecord
 from db.states import RunStatus
 from reelflow.errors import ArtifactNotFound, InvalidParams, StepNotFound
 from reelflow.settings import get_settings
+from reelflow.storage import ArtifactMissing, LocalStore, artifact_store
 from workflows import operations
 from workflows.operations import Plan
 from workflows.watch import RunWatcher
@@ -223,15 +226,28 @@ async def get_artifact(
     run_id: uuid.UUID,
     path: Annotated[str, Path(max_length=500, pattern=r"^[^\x00]+$")],
     conn: Conn,
-) -> FileResponse:
-    """A file a step of the run wrote, e.g. `compose_video/video.mp4`. Read-only; paths
-    that resolve outside the run's folder are refused."""
+) -> Response:
+    """A file a step of the run wrote, e.g. `compose_video/video.mp4`, from the local
+    folder (with range requests) or streamed from object storage. Read-only; paths that
+    leave the run's folder are refused."""
     await _run(conn, run_id)
-    root = (get_settings().artifact_root / str(run_id)).resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        raise ArtifactNotFound(f"run {run_id} has no artifact {path!r}")
-    return FileResponse(target)
+    missing = ArtifactNotFound(f"run {run_id} has no artifact {path!r}")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise missing
+    store, key = artifact_store(), f"{run_id}/{path}"
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if isinstance(store, LocalStore):
+        try:
+            target = store.local_copy(key, store.root)
+        except ArtifactMissing:
+            raise missing from None
+        return FileResponse(target, media_type=media_type)
+    size = await asyncio.to_thread(store.size, key)
+    if size is None:
+        raise missing
+    return StreamingResponse(
+        store.stream(key), media_type=media_type, headers={"Content-Length": str(size)}
+    )
 
 
 @router.get(

@@ -26,6 +26,7 @@ class Intent(BaseModel):
     canvas: dict[str, Any]
     reason: str
     publish_attempts: int
+    trace: dict[str, str] | None = None
     #: The run's generation and status now, to tell a live intent from a stale one.
     run_generation: int
     run_status: str
@@ -39,6 +40,7 @@ async def add_intent(
     canvas: dict[str, Any],
     reason: str,
     grace_s: float,
+    trace: dict[str, str] | None = None,
 ) -> int:
     """Record that `generation` of the run must be published. Background relays leave it
     to the writer for `grace_s` (it publishes at once after committing)."""
@@ -49,6 +51,7 @@ async def add_intent(
             generation=generation,
             canvas=canvas,
             reason=reason,
+            trace=trace or None,
             available_at=func.now() + text(f"make_interval(secs => {float(grace_s)})"),
         )
         .returning(intents.c.id)
@@ -63,6 +66,7 @@ _SELECT = select(
     intents.c.canvas,
     intents.c.reason,
     intents.c.publish_attempts,
+    intents.c.trace,
     runs.c.generation.label("run_generation"),
     runs.c.status.label("run_status"),
 ).join(runs, runs.c.id == intents.c.run_id)

@@ -173,6 +173,6 @@ def prune(
     verb = "would delete" if report.dry_run else "deleted"
     typer.echo(
         f"{verb} {report.runs} runs finished before {report.before:%Y-%m-%d %H:%M %Z}"
-        f" ({report.steps} steps, {report.attempts} attempts, {report.artifact_dirs} artifact"
-        f" folders){'' if yes else '; run again with --yes to delete them'}"
+        f" ({report.steps} steps, {report.attempts} attempts, {report.artifacts} artifacts)"
+        f"{'' if yes else '; run again with --yes to delete them'}"
     )

@@ -3,35 +3,54 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from reelflow.errors import StepStopped
+from reelflow.storage import ArtifactMissing, ArtifactStore
 
 
 class Artifact(BaseModel):
-    """A file a step wrote, referenced from its output by path, size and sha256."""
+    """A file a step wrote, referenced from its output: where it is (a file path, or an
+    s3:// URL), its key in the artifact store, its size and sha256."""
 
     model_config = ConfigDict(frozen=True)
 
     path: str
     size: int
     sha256: str
+    #: `<run_id>/<step_key>/<name>`; None in outputs written before keys were recorded.
+    key: str | None = None
 
-    @classmethod
-    def of(cls, path: Path) -> Artifact:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return cls(path=str(path), size=path.stat().st_size, sha256=digest.hexdigest())
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, read once."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+@dataclass
+class Written:
+    """A file a step is writing: write to `path`; `artifact` is set once it is in place."""
+
+    path: Path
+    _artifact: Artifact | None = None
+
+    @property
+    def artifact(self) -> Artifact:
+        if self._artifact is None:
+            raise RuntimeError(f"{self.path.name} is not in place yet (read it after the block)")
+        return self._artifact
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,9 @@ class StepContext:
     run_id: uuid.UUID
     key: str
     attempt: int
-    artifact_root: Path
+    store: ArtifactStore
+    #: This attempt's worker-local folder (downloads, files before upload); removed after.
+    scratch: Path
     item_index: int | None = None
     #: Set by the heartbeat when the run was cancelled or this attempt lost its lease.
     stop_requested: Callable[[], bool] = lambda: False
@@ -51,25 +72,31 @@ class StepContext:
         if self.stop_requested():
             raise StepStopped(f"{self.key}: the run was cancelled or the step taken over")
 
-    @property
-    def artifact_dir(self) -> Path:
-        """`ARTIFACT_ROOT/<run_id>/<step_key>/`: deterministic, so a rerun overwrites."""
-        return self.artifact_root / str(self.run_id) / self.key
+    def artifact_key(self, name: str) -> str:
+        """`<run_id>/<step_key>/<name>`: deterministic, so a rerun overwrites."""
+        return f"{self.run_id}/{self.key}/{name}"
 
-    def artifact(self, name: str) -> AbstractContextManager[Path]:
-        """Yield a temporary path; on success it is renamed atomically to `artifact_dir/name`."""
-        return atomic_file(self.artifact_dir / name)
+    @contextmanager
+    def artifact(self, name: str) -> Iterator[Written]:
+        """Write `name`: yields a temporary local path; once the block succeeds the file is
+        placed atomically in the store (a failed block places nothing), and
+        `written.artifact` references it."""
+        key = self.artifact_key(name)
+        with self.store.writer(key, self.scratch) as tmp:
+            written = Written(tmp)
+            yield written
+            size, sha256 = file_digest(tmp)
+        written._artifact = Artifact(
+            path=self.store.location(key), key=key, size=size, sha256=sha256
+        )
 
-
-@contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; once the block succeeds it replaces `final` in
-    one rename, so no reader ever sees half a file (and a failed attempt leaves nothing)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # The extension stays last: encoders pick the container format from it.
-    tmp = final.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{final.name}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    def local(self, artifact: Artifact) -> Path:
+        """A local file with an input artifact's bytes (downloaded into scratch when the
+        store is remote), checked against its recorded size."""
+        if artifact.key is None:
+            return Path(artifact.path)  # an output from before keys were recorded
+        path = self.store.local_copy(artifact.key, self.scratch / "inputs")
+        size = path.stat().st_size
+        if size != artifact.size:
+            raise ArtifactMissing(f"{artifact.key} is {size} bytes, not {artifact.size}")
+        return path

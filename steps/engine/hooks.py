@@ -12,8 +12,10 @@ from celery.signals import (
     setup_logging,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
 )
 
+from reelflow import tracing
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
 from steps.engine import bridge
@@ -31,11 +33,14 @@ def _on_setup_logging(**_: Any) -> None:
 
 
 @worker_init.connect
-def _on_worker_init(**_: Any) -> None:
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     configure_logging(settings)
     bridge.run(_check_schema())  # refuse to start on a database behind head
-    _check_visibility_timeout(settings.visibility_timeout_seconds)
+    if settings.broker_kind == "redis":
+        _check_visibility_timeout(settings.visibility_timeout_seconds)
+    if "prefork" not in str(getattr(sender, "pool_cls", "")):
+        tracing.install("reelflow-worker")  # solo/threads: tasks run in this process
 
 
 async def _check_schema() -> None:
@@ -67,9 +72,15 @@ def _on_process_init(**_: Any) -> None:
     bridge.after_fork()
     Heartbeat.reset()
     configure_logging(get_settings(), force=True)
+    tracing.install("reelflow-worker")  # in the child: an export thread of its own
     # Everything imported so far lives as long as the process: keep the collector from
     # rescanning it on every full collection (and from touching copy-on-write pages).
     gc.freeze()
+
+
+@worker_process_shutdown.connect
+def _on_process_shutdown(**_: Any) -> None:
+    tracing.flush()
 
 
 @before_task_publish.connect

@@ -5,6 +5,7 @@ flags the lease so the step can stop early."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -79,3 +80,34 @@ class Heartbeat:
                     continue
                 lease.lost = status is None
                 lease.cancelled = status is RunStatus.CANCELLED
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child not yet reaped still answers kill(0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def dead_local_owner(owner: str | None, hostname: str) -> str | None:
+    """The lease owner (`host/pid`), if it was a process on this host that no longer lives.
+
+    A prefork child killed mid-step leaves a live lease; its message comes back at once
+    (reject_on_worker_lost), long before the lease expires. Only this host can tell
+    that the owner is dead, so only a same-host owner is taken over early.
+    """
+    if not owner or "/" not in owner:
+        return None
+    host, _, pid = owner.rpartition("/")
+    if host != hostname or not pid.isdigit():
+        return None
+    if int(pid) == os.getpid() or _pid_alive(int(pid)):
+        return None
+    return owner

@@ -7,27 +7,30 @@ complete or fail. A step function never sets a status, and never sees Celery or 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback as tb
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 from celery import Task
 from celery.exceptions import Ignore
+from opentelemetry import trace
 from pydantic import BaseModel
 from structlog.contextvars import bound_contextvars
 
 from db import claims, outcomes
 from db.claims import ClaimOutcome
+from reelflow import tracing
 from reelflow.celery_app import app
 from reelflow.errors import InjectedFailure, PermanentStepError, StepStopped
 from reelflow.settings import get_settings
+from reelflow.storage import artifact_store
 from steps.engine import bridge
 from steps.engine.context import StepContext
-from steps.engine.lease import Heartbeat, Lease
+from steps.engine.lease import Heartbeat, Lease, dead_local_owner
 from steps.engine.monitor import announce
 from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
 from steps.engine.spec import StepSpec, build_kwargs, index_of_key, read_signature
@@ -85,18 +88,8 @@ def _body(task: StepTask, run_id: str, key: str, generation: int = -1) -> None:
     task.execute_step(uuid.UUID(run_id), key, generation)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child not yet reaped still answers kill(0)
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+#: The step span records failures itself: Ignore (a stale message) and Retry are not errors.
+_QUIET: dict[str, Any] = {"record_exception": False, "set_status_on_exception": False}
 
 
 class StepTask(Task):  # type: ignore[type-arg]
@@ -131,32 +124,33 @@ class StepTask(Task):  # type: ignore[type-arg]
             steal_from=steal_from,
         )
 
-    def _dead_local_owner(self, owner: str | None) -> str | None:
-        """The lease owner, if it was a process on this host that no longer lives.
-
-        A prefork child killed mid-step leaves a live lease; its message comes back at once
-        (reject_on_worker_lost), long before the lease expires. Only this host can tell
-        that the owner is dead, so only a same-host owner is taken over early.
-        """
-        if not owner or "/" not in owner:
-            return None
-        host, _, pid = owner.rpartition("/")
-        if host != (self.request.hostname or "local") or not pid.isdigit():
-            return None
-        if int(pid) == os.getpid() or _pid_alive(int(pid)):
-            return None
-        return owner
-
     def execute_step(self, run_id: uuid.UUID, key: str, generation: int) -> None:
-        with bound_contextvars(
-            run_id=str(run_id), step_key=key, task_id=self.request.id, generation=generation
+        attributes = {
+            **tracing.run_attributes(run_id, key),
+            "reelflow.generation": generation,
+            "reelflow.queue": self.spec.queue,
+        }
+        with (
+            bound_contextvars(
+                run_id=str(run_id), step_key=key, task_id=self.request.id, generation=generation
+            ),
+            tracing.tracer.start_as_current_span(
+                "reelflow.step", attributes=attributes, **_QUIET
+            ) as span,
         ):
-            claim = self._claim(run_id, key, generation)
-            if claim.outcome is ClaimOutcome.BUSY:
-                dead = self._dead_local_owner(claim.lease_owner)
-                if dead:
-                    log.warning("step_lease_taken_over", previous_owner=dead)
-                    claim = self._claim(run_id, key, generation, steal_from=dead)
+            with tracing.tracer.start_as_current_span(
+                "reelflow.claim", attributes=attributes
+            ) as claiming:
+                claim = self._claim(run_id, key, generation)
+                if claim.outcome is ClaimOutcome.BUSY:
+                    dead = dead_local_owner(claim.lease_owner, self.request.hostname or "local")
+                    if dead:
+                        log.warning("step_lease_taken_over", previous_owner=dead)
+                        claim = self._claim(run_id, key, generation, steal_from=dead)
+                claiming.set_attribute("reelflow.claim.outcome", claim.outcome.value)
+                claiming.set_attribute(tracing.ATTEMPT, claim.attempt)
+            span.set_attribute(tracing.ATTEMPT, claim.attempt)
+            span.set_attribute("reelflow.claim.outcome", claim.outcome.value)
             if claim.outcome is ClaimOutcome.ALREADY_SUCCEEDED:
                 # A redelivered message: let the chain move on; the next claim absorbs it.
                 log.info("step_already_succeeded", attempt=claim.attempt)
@@ -178,6 +172,7 @@ class StepTask(Task):  # type: ignore[type-arg]
 
     def _attempt(self, run_id: uuid.UUID, key: str, claim: claims.Claim) -> None:
         settings = get_settings()
+        scratch = settings.scratch_dir
         spec = self.spec
         lease = Lease(step_id=claim.step_id, key=key, attempt=claim.attempt)
         heartbeat = Heartbeat.get(settings.step_lease_seconds)
@@ -197,14 +192,18 @@ class StepTask(Task):  # type: ignore[type-arg]
                 run_id=run_id,
                 key=key,
                 attempt=claim.attempt,
-                artifact_root=Path(settings.artifact_root),
+                store=artifact_store(),
+                scratch=scratch / str(run_id) / f"{key}.{claim.attempt}",
                 item_index=index_of_key(key),
                 stop_requested=lambda: lease.cancelled or lease.lost,
             )
             kwargs = build_kwargs(
                 spec, ctx=ctx, params=claim.params, item=claim.item, inputs=claim.inputs
             )
-            output = spec.fn(**kwargs)
+            try:
+                output = spec.fn(**kwargs)
+            finally:
+                shutil.rmtree(ctx.scratch, ignore_errors=True)
             if spec.output_type is not None and not isinstance(output, spec.output_type):
                 raise TypeError(f"step {spec.name} returned {type(output).__name__}")
         except StepStopped:
@@ -220,13 +219,17 @@ class StepTask(Task):  # type: ignore[type-arg]
             heartbeat.release(lease)
             raise
         heartbeat.release(lease)
-        done = bridge.run_db(
-            outcomes.complete,
-            step_id=claim.step_id,
-            run_id=run_id,
-            attempt=claim.attempt,
-            output=output.model_dump(mode="json"),
-        )
+        with tracing.tracer.start_as_current_span(
+            "reelflow.complete", attributes=tracing.run_attributes(run_id, key, claim.attempt)
+        ) as completing:
+            done = bridge.run_db(
+                outcomes.complete,
+                step_id=claim.step_id,
+                run_id=run_id,
+                attempt=claim.attempt,
+                output=output.model_dump(mode="json"),
+            )
+            completing.set_attribute("reelflow.complete.recorded", done.recorded)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         if not done.recorded:
             log.warning("step_result_discarded", status=done.status, attempts=done.attempts)
@@ -238,6 +241,9 @@ class StepTask(Task):  # type: ignore[type-arg]
         self, run_id: uuid.UUID, key: str, claim: claims.Claim, exc: Exception
     ) -> None:
         retrying = self.spec.retry.is_transient(exc) and claim.attempt < claim.max_attempts
+        span = trace.get_current_span()
+        span.record_exception(exc)
+        span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
         failure = outcomes.FailureRecord(
             error_type=type(exc).__name__,
             message=str(exc)[:4000],

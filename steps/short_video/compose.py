@@ -14,7 +14,7 @@ from typing import Any
 import av
 
 from reelflow.errors import PermanentStepError
-from steps.engine.context import Artifact, StepContext
+from steps.engine.context import StepContext
 from steps.engine.task import step
 from steps.short_video.models import Script, Segment, ShortVideoParams, VideoOut, VoiceOut
 
@@ -95,12 +95,12 @@ def compose_video(
     ordered = sorted(render_scene, key=lambda s: s.index)
     if [s.index for s in ordered] != [scene.index for scene in write_script.scenes]:
         raise PermanentStepError("the rendered segments do not match the script's scenes")
-    with ctx.artifact("video.mp4") as video_tmp, ctx.artifact("thumbnail.png") as thumb_tmp:
+    with ctx.artifact("video.mp4") as video, ctx.artifact("thumbnail.png") as thumb:
         compose(
-            [Path(s.video.path) for s in ordered],
-            Path(synthesize_voice.audio.path),
-            video_tmp,
-            thumb_tmp,
+            [ctx.local(s.video) for s in ordered],
+            ctx.local(synthesize_voice.audio),
+            video.path,
+            thumb.path,
         )
     frames = sum(s.frames for s in ordered)
     return VideoOut(
@@ -108,6 +108,6 @@ def compose_video(
         width=params.width,
         height=params.height,
         fps=params.fps,
-        video=Artifact.of(ctx.artifact_dir / "video.mp4"),
-        thumbnail=Artifact.of(ctx.artifact_dir / "thumbnail.png"),
+        video=video.artifact,
+        thumbnail=thumb.artifact,
     )

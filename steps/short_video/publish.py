@@ -1,7 +1,8 @@
-"""publish: the finished video, its thumbnail and a metadata JSON, into PUBLISH_DIR.
+"""publish: the finished video, its thumbnail and a metadata JSON, to the publish store
+(PUBLISH_DIR, or object storage beside S3 artifacts).
 
-Idempotent: the destination is named by the run, files are written to a temporary name
-and renamed, so a rerun replaces them and never leaves a half-copied file.
+Idempotent: the destination is named by the run, each file is placed whole (a rename, or
+one PUT), so a rerun replaces them and never leaves a half-copied file.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
-from reelflow.settings import get_settings
-from steps.engine.context import Artifact, StepContext, atomic_file
+from reelflow.storage import ArtifactStore, publish_store
+from steps.engine.context import Artifact, StepContext, file_digest
 from steps.engine.task import step
 from steps.short_video.models import Published, Script, ShortVideoParams, VideoOut
 
@@ -21,20 +22,23 @@ def slug(text: str, limit: int = 48) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "video"
 
 
-def _place(source: Path, target: Path) -> Artifact:
-    with atomic_file(target) as tmp:
+def _place(store: ArtifactStore, source: Path, key: str, scratch: Path) -> Artifact:
+    with store.writer(key, scratch) as tmp:
         shutil.copyfile(source, tmp)
-    return Artifact.of(target)
+        size, sha256 = file_digest(tmp)
+    return Artifact(path=store.location(key), key=key, size=size, sha256=sha256)
 
 
 @step()
 def publish(
     ctx: StepContext, params: ShortVideoParams, write_script: Script, compose_video: VideoOut
 ) -> Published:
-    folder = get_settings().publish_dir / f"{slug(write_script.title)}-{str(ctx.run_id)[:8]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    video = _place(Path(compose_video.video.path), folder / "video.mp4")
-    thumbnail = _place(Path(compose_video.thumbnail.path), folder / "thumbnail.png")
+    store = publish_store()
+    folder = f"{slug(write_script.title)}-{str(ctx.run_id)[:8]}"
+    video = _place(store, ctx.local(compose_video.video), f"{folder}/video.mp4", ctx.scratch)
+    thumbnail = _place(
+        store, ctx.local(compose_video.thumbnail), f"{folder}/thumbnail.png", ctx.scratch
+    )
     metadata = {
         "run_id": str(ctx.run_id),
         "title": write_script.title,
@@ -47,9 +51,10 @@ def publish(
         "sha256": video.sha256,
         "size": video.size,
     }
-    meta_path = folder / "metadata.json"
-    with atomic_file(meta_path) as tmp:
-        tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    ctx.scratch.mkdir(parents=True, exist_ok=True)
+    meta_file = ctx.scratch / "metadata.json"
+    meta_file.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    meta = _place(store, meta_file, f"{folder}/metadata.json", ctx.scratch)
     return Published(
-        directory=str(folder), video=video, thumbnail=thumbnail, metadata=Artifact.of(meta_path)
+        directory=store.location(folder), video=video, thumbnail=thumbnail, metadata=meta
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import av
 
 from reelflow.settings import get_settings
-from steps.engine.context import Artifact, StepContext
+from steps.engine.context import StepContext
 from steps.engine.retry import RetryPolicy
 from steps.engine.task import step
 from steps.short_video.frames import ScenePainter, torch_device
@@ -50,8 +50,8 @@ def encode_scene(painter: ScenePainter, path: str, tick: Callable[[], None] = la
 def render_scene(ctx: StepContext, params: ShortVideoParams, item: Scene) -> Segment:
     device = torch_device()
     painter = ScenePainter(item, params.width, params.height, params.fps, device=device)
-    with ctx.artifact("segment.mp4") as tmp:
-        frames = encode_scene(painter, str(tmp), tick=ctx.check_cancelled)
+    with ctx.artifact("segment.mp4") as segment:
+        frames = encode_scene(painter, str(segment.path), tick=ctx.check_cancelled)
     return Segment(
         index=item.index,
         frames=frames,
@@ -59,5 +59,5 @@ def render_scene(ctx: StepContext, params: ShortVideoParams, item: Scene) -> Seg
         width=params.width,
         height=params.height,
         backend="torch-cuda" if device is not None else "numpy",
-        video=Artifact.of(ctx.artifact_dir / "segment.mp4"),
+        video=segment.artifact,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.engine.context import Artifact, StepContext
+from steps.engine.context import StepContext
 from steps.engine.task import step
 from steps.short_video.models import Scene, Script, ShortVideoParams, VoiceOut
 from steps.short_video.speech import RATE, Speaker, find_speaker
@@ -98,13 +98,13 @@ def synthesize_voice(ctx: StepContext, params: ShortVideoParams, write_script: S
         samples, engine = narration(speaker, write_script.scenes, total), speaker.name
     else:
         samples, engine = tone_bed(write_script.scenes, total), "tone-bed"
-    with ctx.artifact("voice.wav") as tmp:
-        write_wav(tmp, samples)
+    with ctx.artifact("voice.wav") as wav:
+        write_wav(wav.path, samples)
     return VoiceOut(
         engine=engine,
         sample_rate=RATE,
         duration_s=total / RATE,
-        audio=Artifact.of(ctx.artifact_dir / "voice.wav"),
+        audio=wav.artifact,
     )
 
 

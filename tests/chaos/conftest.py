@@ -16,7 +16,15 @@ import pytest
 
 from reelflow.cli.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from tests import transitions
-from tests.support import ROOT, WorkerProcess, migrate, patched_environment
+from tests.support import (
+    DEFAULT_AMQP_URL,
+    ROOT,
+    WorkerProcess,
+    amqp_url,
+    clear_amqp_queues,
+    migrate,
+    patched_environment,
+)
 
 
 @dataclass
@@ -102,9 +110,17 @@ class Chaos:
 
 @pytest.fixture
 def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
-    """A private stack for one test; settings via the `chaos_env` marker's kwargs."""
+    """A private stack for one test; settings via the `chaos_env` marker's kwargs. Redis is
+    the broker unless the test is parametrized (indirectly) with "amqp": then the machine's
+    RabbitMQ, its step queues cleared before and after."""
     marker = request.node.get_closest_marker("chaos_env")
     extra = dict(marker.kwargs) if marker else {}
+    amqp = None
+    if getattr(request, "param", "redis") == "amqp":
+        amqp = amqp_url()
+        if amqp is None:
+            pytest.skip(f"no RabbitMQ answers at {DEFAULT_AMQP_URL} and TEST_AMQP_URL is unset")
+        clear_amqp_queues(amqp)
     pg = start_postgres(tmp_path / "pg")
     migrate(pg.url)
     transitions.install(pg.url)
@@ -118,6 +134,7 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         "STALL_AFTER_SECONDS": "6",
         "LOG_FORMAT": "json",
         "ALLOW_FAULT_INJECTION": "true",
+        **({"CELERY_BROKER_URL": amqp} if amqp else {}),
         **{k.upper(): str(v) for k, v in extra.items()},
     }
     stack = Chaos(tmp_path, pg, redis, env)
@@ -129,3 +146,5 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
             worker.kill()
         transitions.collect(stack.pg.url, request.node.nodeid)
         stack.close()
+        if amqp:
+            clear_amqp_queues(amqp)

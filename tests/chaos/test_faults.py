@@ -23,6 +23,7 @@ VIDEO = {"length_seconds": 15, "width": 360, "height": 640, "fps": 24, "topic": 
 
 
 @pytest.mark.chaos_env(reconcile_interval_seconds=1)
+@pytest.mark.parametrize("chaos", ["redis", "amqp"], indirect=True)
 async def test_killed_worker_mid_render_is_recovered_by_another(chaos: Chaos) -> None:
     first = chaos.worker("doomed")  # no reconciler process: the workers heal themselves
     run_id = chaos.start_run("short_video", **VIDEO)

@@ -31,6 +31,7 @@ def _succeeded_once(attempts: dict[str, list[str]]) -> bool:
 
 # Default lease (60 s) and stall window (120 s): what a deployment that changed nothing has.
 @pytest.mark.chaos_env(step_lease_seconds=60, stall_after_seconds=120)
+@pytest.mark.parametrize("chaos", ["redis", "amqp"], indirect=True)
 async def test_a_sigkilled_worker_is_replaced_within_seconds_with_default_settings(
     chaos: Chaos,
 ) -> None:

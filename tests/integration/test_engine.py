@@ -17,6 +17,7 @@ from reelflow.errors import RunBusy, RunStateConflict
 from tests.support import (
     WorkerProcess,
     attempt_rows,
+    on_both_brokers,
     run_row,
     step_rows,
     wait_run,
@@ -24,7 +25,7 @@ from tests.support import (
 )
 from workflows.operations import cancel_run, resume_run, retry_step, start_run
 
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = [pytest.mark.usefixtures("worker"), on_both_brokers]
 
 
 async def _start(faults: dict[str, int] | None = None, **params: object) -> uuid.UUID:

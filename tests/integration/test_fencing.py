@@ -12,11 +12,19 @@ from sqlalchemy import text
 from db.engine import get_engine
 from db.states import RunStatus, StepStatus
 from reelflow.celery_app import app
-from tests.support import WorkerProcess, attempt_rows, run_row, step_rows, wait_run, wait_step
+from tests.support import (
+    WorkerProcess,
+    attempt_rows,
+    on_both_brokers,
+    run_row,
+    step_rows,
+    wait_run,
+    wait_step,
+)
 from workflows.canvas import task_id
 from workflows.operations import cancel_run, retry_step, start_run
 
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = [pytest.mark.usefixtures("worker"), on_both_brokers]
 
 
 async def _counter(name: str, label: str) -> int:

@@ -157,6 +157,7 @@ def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
     import uuid
 
     from reelflow.errors import StepStopped
+    from reelflow.storage import LocalStore
     from steps.engine.context import StepContext
     from steps.short_video.render import encode_scene
 
@@ -165,7 +166,8 @@ def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
         run_id=uuid.uuid4(),
         key="render_scene[0]",
         attempt=1,
-        artifact_root=tmp_path,
+        store=LocalStore(tmp_path),
+        scratch=tmp_path / "scratch",
         stop_requested=lambda: stop["now"],
     )
     ctx.check_cancelled()  # nothing asked yet
