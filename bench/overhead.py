@@ -9,7 +9,8 @@ line last.
 
     python bench/overhead.py [--rounds 3]
 
-Uses DATABASE_URL / REDIS_URL when set, the embedded servers otherwise.
+Uses DATABASE_URL / REDIS_URL when set, the embedded servers otherwise; with
+CELERY_BROKER_URL=amqp://... the broker is RabbitMQ (Redis stays the result backend).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def main() -> None:
             bridge.run(finished(run.id))
             return time.perf_counter() - started
 
+        from reelflow.settings import get_settings
+
+        broker_kind = get_settings().broker_kind
         durable("bench_chain")  # warm up both paths
         raw_chain()
         results: dict[str, list[float]] = {"rc": [], "dc": [], "rf": [], "df": []}
@@ -103,6 +107,7 @@ def main() -> None:
                 "chord_raw_s": round(med["rf"], 3),
                 "chord_durable_s": round(med["df"], 3),
                 "chord_ratio": round(med["df"] / med["rf"], 3),
+                "broker": broker_kind,
                 "pid": os.getpid(),
                 "run": str(uuid.uuid4())[:8],
             }

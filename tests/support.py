@@ -104,13 +104,13 @@ def clear_amqp_queues(url: str) -> None:
 def reload_celery_app() -> None:
     """Point this process's Celery app at the broker the settings now name (a module that
     runs on RabbitMQ after one on Redis): new config, no pooled connections, new queues."""
+    from kombu import pools
+
     from reelflow.celery_app import app, celery_config
 
     app.conf.update(celery_config())
-    pool = app._pool
-    if pool is not None:
-        pool.force_close_all()
-        app._pool = None
+    pools.reset()  # closes every pooled connection and forgets the pools, both brokers'
+    app._pool = None
     app.__dict__.pop("amqp", None)
 
 

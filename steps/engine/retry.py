@@ -6,6 +6,7 @@ the countdown; database writes from workers retry in-process with tenacity.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -55,6 +56,12 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+
+
+def broker_countdown(countdown: float, *, whole_seconds: bool) -> float:
+    """The countdown the broker can honour. RabbitMQ's native delayed delivery (quorum
+    queues) counts whole seconds from 1 up, and refuses anything shorter."""
+    return float(max(1, math.ceil(countdown))) if whole_seconds else countdown
 
 
 def is_transient_db_error(exc: BaseException) -> bool:

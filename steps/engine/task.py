@@ -32,7 +32,7 @@ from steps.engine import bridge
 from steps.engine.context import StepContext
 from steps.engine.lease import Heartbeat, Lease, dead_local_owner
 from steps.engine.monitor import announce
-from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
+from steps.engine.retry import DEFAULT_POLICY, RetryPolicy, broker_countdown
 from steps.engine.spec import StepSpec, build_kwargs, index_of_key, read_signature
 
 log = structlog.get_logger("reelflow.step")
@@ -263,7 +263,12 @@ class StepTask(Task):  # type: ignore[type-arg]
             announce(self, "ignored", reason="superseded_attempt")
             raise Ignore() from exc
         if retrying:
-            countdown = self.spec.retry.countdown(claim.attempt)
+            settings = get_settings()
+            countdown = broker_countdown(
+                self.spec.retry.countdown(claim.attempt),
+                whole_seconds=settings.broker_kind == "amqp"
+                and settings.amqp_queue_type == "quorum",
+            )
             log.warning(
                 "step_retrying",
                 error_type=failure.error_type,

@@ -28,6 +28,8 @@ from workflows.operations import cancel_run, retry_step, start_run
 pytestmark = pytest.mark.slow
 flower = pytest.importorskip("flower", reason="Flower is installed with the test extra")
 
+AUTH = ("ops", "s3cret-for-tests")
+
 
 @pytest.fixture(scope="module")
 def flower_url(
@@ -39,7 +41,8 @@ def flower_url(
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "reelflow", "flower",
              f"--port={port}", "--address=127.0.0.1"],
-            env={**os.environ, **env, "FLOWER_UNAUTHENTICATED_API": "true"},
+            # As compose's flower profile configures it: basic auth from the environment.
+            env={**os.environ, **env, "FLOWER_BASIC_AUTH": ":".join(AUTH)},
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -47,7 +50,7 @@ def flower_url(
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/api/workers", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/api/workers", auth=AUTH, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -60,7 +63,16 @@ def flower_url(
 
 
 def _tasks(url: str) -> dict[str, Any]:
-    return httpx.get(f"{url}/api/tasks", timeout=10).json()  # type: ignore[no-any-return]
+    return httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=10).json()  # type: ignore[no-any-return]
+
+
+def test_the_rest_api_answers_with_basic_auth_and_refuses_without(flower_url: str) -> None:
+    assert httpx.get(f"{flower_url}/api/workers", timeout=10).status_code == 401
+    assert (
+        httpx.get(f"{flower_url}/api/workers", auth=("ops", "wrong"), timeout=10).status_code == 401
+    )
+    workers = httpx.get(f"{flower_url}/api/workers", auth=AUTH, timeout=10)
+    assert workers.status_code == 200 and workers.json(), workers.text
 
 
 async def test_no_task_stays_started_after_its_run_ends(

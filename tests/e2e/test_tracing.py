@@ -166,7 +166,7 @@ def test_one_trace_from_post_runs_through_every_step(
     ]  # fmt: skip
     request = _ancestors(dispatch, by_id)[-1]
     assert (request.name, request.service, request.parent_id) == ("POST /runs", "reelflow-api", "")
-    assert dispatch.attributes["reelflow.generation"] == 1
+    assert dispatch.attributes["reelflow.generation"] == 0
     trace = [s for s in spans if s.trace_id == request.trace_id]
     services = {s.service for s in trace}
     assert services == {"reelflow-api", "reelflow-worker"}, services

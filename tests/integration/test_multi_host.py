@@ -31,7 +31,7 @@ from workflows.operations import start_run
 
 pytestmark = [pytest.mark.slow, on_both_brokers]
 
-VIDEO = {"length_seconds": 12, "width": 180, "height": 320, "fps": 12, "topic": "glaciers"}
+VIDEO = {"length_seconds": 15, "width": 180, "height": 320, "fps": 12, "topic": "bees"}
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,32 @@ def test_every_service_has_a_health_check_and_a_real_entry_point() -> None:
             assert service["command"][0] in commands, (name, service["command"])
 
 
+def test_flower_profile_answers_its_rest_api_and_brokers_are_configurable() -> None:
+    flower = COMPOSE["services"]["flower"]
+    assert set(flower["environment"]) == {"FLOWER_BASIC_AUTH", "FLOWER_UNAUTHENTICATED_API"}
+    assert "${CELERY_BROKER_URL:-redis://redis:6379/0}" in " ".join(flower["command"])
+    assert flower["ports"][0].startswith("${FLOWER_BIND:-127.0.0.1}:")
+    rabbit = COMPOSE["services"]["rabbitmq"]
+    assert rabbit["profiles"] == ["rabbitmq"] and "consumer_timeout" in str(rabbit["environment"])
+    for name in ("api", "worker", "gpu-worker", "migrate"):
+        assert "CELERY_BROKER_URL" in COMPOSE["services"][name]["environment"], name
+
+
+def test_the_gpu_node_shares_no_disk_and_names_what_it_must_reach() -> None:
+    node = yaml.safe_load((ROOT / "compose.gpu-node.yaml").read_text())
+    (name,) = node["services"]
+    worker = node["services"][name]
+    assert worker["command"] == ["gpu-worker"] and worker["command"][0] in entry_commands()
+    assert worker["volumes"] == ["scratch:/data"]  # its own scratch, no shared artifacts
+    env = worker["environment"]
+    for required in ("DATABASE_URL", "REDIS_URL", "ARTIFACT_URL"):
+        assert env[required].startswith(f"${{{required}:?"), required
+    assert "s3" in worker["build"]["args"]["EXTRAS"]
+    assert worker["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+
+
 def test_every_variable_compose_uses_is_documented() -> None:
-    text = (ROOT / "compose.yaml").read_text()
+    text = (ROOT / "compose.yaml").read_text() + (ROOT / "compose.gpu-node.yaml").read_text()
     used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", text))
     used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):", ENTRYPOINT))
     missing = used - env_example_names() - {"HOSTNAME"}

@@ -79,3 +79,12 @@ def test_workflow_rejects_inputs_that_do_not_run_before() -> None:
         Workflow(name="bad", version=1, canvas=chain("b", "a"), params_model=P)
     with pytest.raises(ValueError, match="unknown step"):
         Workflow(name="bad", version=1, canvas=chain("nope"), params_model=P)
+
+
+def test_rabbitmq_delayed_delivery_gets_whole_seconds_from_one() -> None:
+    from steps.engine.retry import broker_countdown
+
+    assert broker_countdown(0.2, whole_seconds=True) == 1.0
+    assert broker_countdown(1.0, whole_seconds=True) == 1.0
+    assert broker_countdown(2.01, whole_seconds=True) == 3.0
+    assert broker_countdown(0.2, whole_seconds=False) == 0.2
