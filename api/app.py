@@ -20,8 +20,8 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from api import problems
-from api.routes import admin, health, runs, workflows
+from api import problems, ui
+from api.routes import admin, health, runs, views, workflows
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import logs, tracing
@@ -202,6 +202,8 @@ def create_app() -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(views.router)
+    ui.install(app)
     if tracing.install("reelflow-api"):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

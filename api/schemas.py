@@ -58,10 +58,16 @@ class RunSummary(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    steps_done: int | None = Field(None, description="steps succeeded (superseded left out)")
+    steps_total: int | None = Field(None, description="steps of the run (superseded left out)")
 
     @classmethod
-    def of(cls, run: RunRecord) -> Self:
-        return cls.model_validate({**run.model_dump(), "resume_count": run.generation})
+    def of(cls, run: RunRecord, progress: tuple[int, int] | None = None) -> Self:
+        done, total = progress if progress is not None else (None, None)
+        return cls.model_validate(
+            {**run.model_dump(), "resume_count": run.generation,
+             "steps_done": done, "steps_total": total}
+        )  # fmt: skip
 
 
 class RunOut(RunSummary):
@@ -109,6 +115,44 @@ class AttemptOut(BaseModel):
     @classmethod
     def of(cls, attempt: AttemptRecord) -> AttemptOut:
         return cls.model_validate(attempt.model_dump())
+
+
+class RunAttemptOut(AttemptOut):
+    """An attempt in a run's timeline: its step, and how long it waited to start (since the
+    step was queued, or since the attempt before it ended: a retry's countdown included)."""
+
+    step_key: str
+    waited_ms: float | None
+
+
+class EventOut(BaseModel):
+    kind: str = Field(description="created, resumed, step_retried, cancelled, reconciled")
+    actor: str
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+class RunningStepOut(BaseModel):
+    run_id: uuid.UUID
+    key: str
+    attempt: int
+    started_at: datetime | None
+
+
+class WorkerOut(BaseModel):
+    hostname: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    last_seen: datetime
+    running: list[RunningStepOut]
+
+
+class WorkersPage(BaseModel):
+    workers: list[WorkerOut] = Field(description="workers whose heartbeat is fresh")
+    queues: dict[str, int | None] = Field(
+        description="messages waiting in each queue (null: the broker did not answer)"
+    )
 
 
 class RunPage(BaseModel):

@@ -23,19 +23,17 @@ class BrokerUnavailable(Exception):
 
 def _connection(timeout: float) -> Connection:
     settings = get_settings()
-    return Connection(
-        settings.broker_url,
-        connect_timeout=timeout,
-        transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if settings.broker_kind == "redis"
-        else {},
-    )
+    if settings.broker_kind == "redis":
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    else:  # py-amqp waits forever for a reply unless told: a stalled broker must not hang us
+        options = {"read_timeout": timeout, "write_timeout": timeout}
+    return Connection(settings.broker_url, connect_timeout=timeout, transport_options=options)
 
 
 def _connected(conn: Connection) -> None:
-    """Connect once, without kombu's default retry interval (2 s) after a refusal."""
+    """Connect once: no retry, so a refusal answers at once and the caller's timeout holds."""
     try:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, interval_max=0)
+        conn.ensure_connection(max_retries=0, interval_start=0, interval_step=0, interval_max=0)
     except (OperationalError, OSError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -65,7 +65,11 @@ def celery_config() -> dict[str, Any]:
         "result_backend": settings.result_backend,
         # Redis redelivers an unacked message after visibility_timeout; RabbitMQ when the
         # consumer's connection closes (and after its consumer_timeout, 30 min by default).
-        "broker_transport_options": redis_transport if kind == "redis" else {},
+        # RabbitMQ: a publish returns once the broker has taken the message (publisher
+        # confirms), so an intent is never marked sent for a message the broker dropped.
+        "broker_transport_options": redis_transport
+        if kind == "redis"
+        else {"confirm_publish": True},
         "result_backend_transport_options": redis_transport,
         "broker_native_delayed_delivery_queue_type": settings.amqp_queue_type,
         "broker_connection_retry_on_startup": True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
     @field_validator("artifact_url", "publish_url")
     @classmethod
     def _s3(cls, v: str | None) -> str | None:
-        if v and (not v.startswith("s3://") or len(v.rstrip("/")) <= len("s3://")):
+        if v and (not v.startswith("s3://") or not urlsplit(v).netloc):
             raise ValueError("must be an s3://bucket[/prefix] URL")
         return v.rstrip("/") if v else None
 

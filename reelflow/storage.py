@@ -10,9 +10,11 @@ whole, so the final key holds the old object or the new one, never a part.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
@@ -55,8 +57,9 @@ class ArtifactStore(ABC):
         """The artifact's size in bytes, or None when there is none."""
 
     @abstractmethod
-    def stream(self, key: str) -> AsyncIterator[bytes]:
-        """The artifact's bytes, in chunks (ArtifactMissing when there is none)."""
+    async def open_stream(self, key: str) -> tuple[int, AsyncIterator[bytes]]:
+        """The artifact's size and its bytes in chunks, from one read (ArtifactMissing when
+        there is none): the size always belongs to the bytes that follow."""
 
     @abstractmethod
     def keys(self, prefix: str) -> list[str]:
@@ -114,11 +117,16 @@ class LocalStore(ArtifactStore):
             return None
         return path.stat().st_size if path.is_file() else None
 
-    async def stream(self, key: str) -> AsyncIterator[bytes]:
-        path = self.local_copy(key, Path())
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                yield chunk
+    async def open_stream(self, key: str) -> tuple[int, AsyncIterator[bytes]]:
+        fh = self.local_copy(key, Path()).open("rb")  # an open file survives a replace
+        size = os.fstat(fh.fileno()).st_size
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+
+        return size, chunks()
 
     def keys(self, prefix: str) -> list[str]:
         folder = self.root / prefix
@@ -202,15 +210,19 @@ class S3Store(ArtifactStore):
         except FileNotFoundError:
             return None
 
-    async def stream(self, key: str) -> AsyncIterator[bytes]:
+    async def open_stream(self, key: str) -> tuple[int, AsyncIterator[bytes]]:
         import obstore
 
         try:
             result = await obstore.get_async(self.store, key)
         except FileNotFoundError as exc:
             raise ArtifactMissing(key) from exc
-        async for chunk in result.stream():
-            yield bytes(chunk)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in result.stream():
+                yield bytes(chunk)
+
+        return int(result.meta["size"]), chunks()
 
     def keys(self, prefix: str) -> list[str]:
         import obstore
@@ -228,6 +240,22 @@ class S3Store(ArtifactStore):
         for start in range(0, len(found), 1000):
             obstore.delete(self.store, found[start : start + 1000])
         return len(found)
+
+
+def sweep_scratch(scratch: Path, *, older_than_s: float) -> int:
+    """Delete what killed attempts left in a worker's scratch folder (a finished attempt
+    removes its own): entries untouched for `older_than_s`, longer than any step runs."""
+    if not scratch.is_dir():
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    for run_dir in scratch.iterdir():
+        for entry in run_dir.iterdir() if run_dir.is_dir() else []:
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only when empty
+    return removed
 
 
 def open_store(url: str | None, local: Path, settings: Settings) -> ArtifactStore:

@@ -100,13 +100,14 @@ def env(
     values = {
         "DATABASE_URL": database_url_for(services.admin_url, name),
         "REDIS_URL": services.redis_url,
-        "CELERY_BROKER_URL": broker_url,
         "ARTIFACT_ROOT": str(artifacts),
         "PUBLISH_DIR": str(artifacts / "published"),
         "STEP_LEASE_SECONDS": "30",
         "LOG_FORMAT": "json",
         "ALLOW_FAULT_INJECTION": "true",
         "RATE_LIMIT": "",  # the suite sends bursts on purpose; test_admission sets its own
+        # Redis: the broker is REDIS_URL's (a module that swaps REDIS_URL swaps both)
+        **({"CELERY_BROKER_URL": broker_url} if broker_url != services.redis_url else {}),
     }
     services.flush_redis()
     try:

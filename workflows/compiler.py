@@ -51,6 +51,10 @@ class NotDispatchable(ValueError):
     """An open step is in a state no message can claim: the operation must reset it first."""
 
 
+class StepsRunning(NotDispatchable):
+    """The only obstacle is steps running right now: wait for them, never fail the run."""
+
+
 @dataclass
 class _Ctx:
     workflow: Workflow
@@ -84,9 +88,13 @@ def compile_node(
     top: bool = False,
 ) -> Compiled:
     rows = [r for r in rows if r.status not in (StepStatus.SUCCEEDED, StepStatus.SUPERSEDED)]
-    stuck = [f"{r.key} is {r.status.value}" for r in rows if r.status not in STEP_CLAIMABLE]
-    if stuck:
-        raise NotDispatchable(f"cannot dispatch run {run_id}: {', '.join(stuck)}")
+    blocked = [r for r in rows if r.status not in STEP_CLAIMABLE]
+    if blocked:
+        stuck = ", ".join(f"{r.key} is {r.status.value}" for r in blocked)
+        running = all(r.status is StepStatus.RUNNING for r in blocked)
+        raise (StepsRunning if running else NotDispatchable)(
+            f"cannot dispatch run {run_id}: {stuck}"
+        )
     items: dict[str, list[str]] = {}
     for r in sorted(rows, key=lambda r: r.item_index or 0):
         if r.item_index is not None:

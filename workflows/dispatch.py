@@ -14,7 +14,7 @@ from reelflow import tracing
 from reelflow.settings import get_settings
 from steps.engine.spec import step_of_key
 from workflows import relay
-from workflows.compiler import NotDispatchable, compile_run
+from workflows.compiler import NotDispatchable, StepsRunning, compile_run
 from workflows.registry import get_workflow
 from workflows.workflow import Workflow
 
@@ -82,6 +82,9 @@ async def requeue(
     workflow = get_workflow(run.workflow)
     released = await repo.lose_attempts(conn, run_id=run.id, keys=lost)
     rows = await repo.open_steps(conn, run_id=run.id)
+    if any(r.status is StepStatus.RUNNING for r in rows):
+        # A step started since the scan (its message was on its way): nothing is lost.
+        raise StepsRunning(f"run {run.id}: {[r.key for r in rows if r.status.value == 'running']}")
     stale = [r.key for r in rows if r.status in (StepStatus.QUEUED, StepStatus.RETRYING)]
     await repo.set_steps_status(conn, run_id=run.id, keys=stale, status=StepStatus.PENDING)
     generation = await repo.set_run_status(

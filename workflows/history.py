@@ -51,18 +51,20 @@ async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> Prune
     before = (
         now - age if age < now - datetime(1, 1, 2, tzinfo=UTC) else datetime(1, 1, 2, tzinfo=UTC)
     )
-    async with get_engine().begin() as conn:
+    async with get_engine().connect() as conn:
         found = await repo.finished_before(conn, before=before, limit=batch)
-        if not dry_run:
-            await repo.delete_runs(conn, run_ids=[run_id for run_id, _, _ in found])
     store = artifact_store()  # the local folder or the bucket: the same calls
     files = await asyncio.to_thread(
         lambda: {run_id: len(store.keys(f"{run_id}/")) for run_id, _, _ in found}
     )
     if not dry_run:
+        # Files first: a storage error leaves the rows, so the next prune finds them again
+        # (rows deleted first would leave objects nothing points to).
         for run_id, count in files.items():
             if count:
                 await asyncio.to_thread(store.delete_prefix, f"{run_id}/")
+        async with get_engine().begin() as conn:
+            await repo.delete_runs(conn, run_ids=[run_id for run_id, _, _ in found])
         log.info("runs_pruned", runs=len(found), before=before.isoformat())
     return PruneReport(
         dry_run=dry_run,

@@ -24,28 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import structlog
 from pydantic import BaseModel
 
 from db import repository as repo
 from db.engine import get_engine
-from db.records import OpenStep, RunRecord
+from db.records import RunRecord
 from db.repository.reconcile import RunningStep
 from db.states import RunStatus, StepStatus, run_sources
-from reelflow import broker
-from reelflow.celery_app import QUEUES, app
 from reelflow.errors import InvalidParams, UnknownWorkflow
 from reelflow.settings import get_settings
 from workflows import dispatch, relay
-from workflows.canvas import expander_key, task_id
-from workflows.compiler import NotDispatchable
+from workflows.compiler import NotDispatchable, StepsRunning
 from workflows.registry import get_workflow
+from workflows.whereabouts import OutThere, expected_ids, held_tasks, is_dead, out_there
 
 log = structlog.get_logger("reelflow.reconciler")
 ACTOR = "reconciler"
@@ -58,58 +54,6 @@ class Report(BaseModel):
     failed: dict[str, str] = {}
     relayed: dict[str, int] = {}
     skipped: bool = False  # another process holds the reconciler's lock
-
-
-@dataclass(frozen=True)
-class Held:
-    """What the live workers said they hold."""
-
-    ids: set[str]  # tasks running, reserved, or waiting out a retry countdown
-    answered: set[str]  # nodenames of the workers that answered every question
-
-
-def held_tasks() -> Held | None:
-    """Ask the live workers; None when the broker cannot be asked (then nothing is taken)."""
-    try:
-        inspect = app.control.inspect(timeout=1.0)
-        replies: list[Any] = [inspect.active(), inspect.reserved(), inspect.scheduled()]
-    except Exception as exc:
-        log.warning("inspect_failed", error=repr(exc))
-        return None
-    ids: set[str] = set()
-    answered = set.intersection(*(set(r or {}) for r in replies))
-    for held in replies:
-        for tasks in (held or {}).values():
-            for task in tasks:
-                request = task.get("request", task)  # scheduled entries wrap the request
-                if request.get("id"):
-                    ids.add(str(request["id"]))
-    return Held(ids, answered)
-
-
-def is_dead(step: RunningStep, held: Held) -> bool:
-    """A running step's attempt is gone: no live worker holds it, and either its worker
-    stopped beating, or (a worker that names no heartbeat) its lease expired, or its
-    worker beats, its lease expired, and that worker itself answered without it."""
-    if step.celery_task_id and step.celery_task_id in held.ids:
-        return False  # alive, however long ago its lease lapsed (a database outage)
-    if step.worker_silent:
-        return True
-    if step.lease_worker is None:
-        return step.lease_expired
-    return step.lease_expired and step.nodename in held.answered
-
-
-def expected_ids(run: RunRecord, steps: Iterable[OpenStep]) -> set[str]:
-    """Message ids the run's current generation may have out for its unfinished steps."""
-    ids = set()
-    for step in steps:
-        ids.add(task_id(run.id, step.key, run.generation))
-        if step.celery_task_id:
-            ids.add(step.celery_task_id)
-    for mapped in get_workflow(run.workflow).mapped_steps:
-        ids.add(task_id(run.id, expander_key(mapped), run.generation))
-    return ids
 
 
 async def reconcile_once(stall_after_s: float | None = None) -> Report:
@@ -145,35 +89,17 @@ async def _pass(report: Report, stall_after_s: float, dead_after_s: float) -> No
             alive += [s for s in suspects if not is_dead(s, held)]
             await _requeue_dead(report, dead, alive)
     if stalled:
-        out = await asyncio.to_thread(_out_there)
+        try:  # inspect and the broker each have their own timeout; this bounds both
+            out = await asyncio.wait_for(asyncio.to_thread(out_there), timeout=15)
+        except TimeoutError:
+            out = None
         for run in stalled:
             if str(run.id) in report.settled or run.id in report.requeued:
                 continue
-            await _isolated(report, run.id, partial(_requeue_stalled, report, run, out))
+            requeue = partial(_requeue_stalled, report, run, out, stall_after_s)
+            await _isolated(report, run.id, requeue)
     for run_id in orphans:
         await _isolated(report, run_id, partial(_redispatch, run_id))
-
-
-@dataclass(frozen=True)
-class OutThere:
-    """What may still deliver a stalled run's next message."""
-
-    held: set[str]  # message ids the live workers hold
-    queued: int  # messages waiting in the step queues, whoever they are for
-
-
-def _out_there() -> OutThere | None:
-    """Ask the workers what they hold and the broker how much waits, both through public
-    interfaces (inspect, a passive queue declare); None when either cannot be asked."""
-    held = held_tasks()
-    if held is None:
-        return None
-    try:
-        depths = broker.queue_depths(QUEUES)
-    except Exception as exc:
-        log.warning("queue_depth_failed", error=repr(exc))
-        return None
-    return OutThere(held.ids, sum(depths.values()))
 
 
 async def _requeue_dead(report: Report, dead: list[RunningStep], alive: list[RunningStep]) -> None:
@@ -190,21 +116,44 @@ async def _requeue_dead(report: Report, dead: list[RunningStep], alive: list[Run
         await _isolated(report, run_id, partial(_requeue, report, run_id, keys, "dead"))
 
 
-async def _requeue_stalled(report: Report, run: RunRecord, out: OutThere | None) -> None:
-    """Requeue a stalled run only when no worker holds a message for it and the queues are
-    empty: a message waiting behind others is never doubled (a requeue would send the run
-    to the back of the line each time it stalled)."""
+#: A stalled run whose queues never drain is requeued anyway after this many stall windows:
+#: its message, if it still exists, turns stale under the new generation and is ignored.
+STALL_ESCALATION = 5
+
+
+async def _requeue_stalled(
+    report: Report, run: RunRecord, out: OutThere | None, stall_after_s: float
+) -> None:
+    """Requeue a stalled run when no worker holds a message for it and the queues its open
+    steps use are empty: a message waiting behind others is not doubled (a requeue would
+    send the run to the back of the line each time it stalled). A run stalled for
+    STALL_ESCALATION windows is requeued even behind a backlog."""
     if out is None:
         return  # the broker cannot be asked: never requeue blind
     async with get_engine().connect() as conn:
         rows = await repo.open_steps(conn, run_id=run.id)
-    if expected_ids(run, rows) & out.held or out.queued:
+        now = await repo.database_now(conn)
+    workflow = get_workflow(run.workflow)
+    queues = {workflow.spec(r.step).queue for r in rows if r.step in workflow.step_names}
+    if workflow.mapped_steps:
+        queues.add("default")  # expanders run there
+    backlog = sum(out.depths.get(q, 0) for q in queues)
+    overdue = (now - run.updated_at).total_seconds() > STALL_ESCALATION * stall_after_s
+    if expected_ids(run, rows) & out.held or (backlog and not overdue):
         report.waiting.append(run.id)  # its message may still be out there
         return
-    await _requeue(report, run.id, [], "stalled")
+    await _requeue(report, run.id, [], "stalled" if not backlog else "stalled_behind_backlog")
 
 
 async def _requeue(report: Report, run_id: uuid.UUID, lost: list[str], reason: str) -> None:
+    try:
+        await _requeue_locked(report, run_id, lost, reason)
+    except StepsRunning as exc:  # it moved between the scan and the lock: look again later
+        log.info("requeue_not_needed", run_id=str(run_id), reason=reason, detail=str(exc))
+        report.waiting.append(run_id)
+
+
+async def _requeue_locked(report: Report, run_id: uuid.UUID, lost: list[str], reason: str) -> None:
     async with get_engine().begin() as conn:
         run = await repo.get_run(conn, run_id=run_id, for_update=True)
         if run is None or run.status is not RunStatus.RUNNING:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import mimetypes
@@ -31,7 +30,7 @@ from api.schemas import (
 )
 from db import repository as repo
 from db.records import RunRecord
-from db.states import RunStatus
+from db.states import RunStatus, StepStatus
 from reelflow.errors import ArtifactNotFound, InvalidParams, StepNotFound
 from reelflow.settings import get_settings
 from reelflow.storage import ArtifactMissing, LocalStore, artifact_store
@@ -108,6 +107,9 @@ async def create_run(
     return RunOut.of(result.run)
 
 
+SEARCH = "an idempotency key, or the start of a run id"
+
+
 @router.get("", response_model=RunPage)
 async def list_runs(
     conn: Conn,
@@ -117,8 +119,12 @@ async def list_runs(
     created_before: Timestamp | None = None,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description=SEARCH)
+    ] = None,
 ) -> RunPage:
-    """Newest first, a page at a time (keyset pagination: pass `next_cursor` back)."""
+    """Newest first, a page at a time (keyset pagination: pass `next_cursor` back), each
+    with how many of its steps are done."""
     runs = await repo.list_runs(
         conn,
         status=status,
@@ -126,9 +132,11 @@ async def list_runs(
         created_after=created_after,
         created_before=created_before,
         before=_parse_cursor(cursor) if cursor else None,
+        search=q.strip() if q else None,
         limit=limit + 1,
     )
-    items = [RunSummary.of(r) for r in runs[:limit]]
+    progress = await repo.step_progress(conn, run_ids=[r.id for r in runs[:limit]])
+    items = [RunSummary.of(r, progress.get(r.id, (0, 0))) for r in runs[:limit]]
     return RunPage(items=items, next_cursor=_cursor(items[-1]) if len(runs) > limit else None)
 
 
@@ -140,7 +148,10 @@ async def _run(conn: Conn, run_id: uuid.UUID) -> RunOut:
 async def get_run(run_id: uuid.UUID, conn: Conn) -> RunDetail:
     run = await _run(conn, run_id)
     steps = await repo.get_steps(conn, run_id=run_id)
-    return RunDetail(**run.model_dump(), steps=[StepOut.of(s) for s in steps])
+    counted = [s for s in steps if s.status is not StepStatus.SUPERSEDED]
+    done = sum(1 for s in counted if s.status is StepStatus.SUCCEEDED)
+    detail = {**run.model_dump(), "steps_done": done, "steps_total": len(counted)}
+    return RunDetail(**detail, steps=[StepOut.of(s) for s in steps])
 
 
 @router.get("/{run_id}/steps", response_model=list[StepOut], responses=documented(404))
@@ -232,22 +243,24 @@ async def get_artifact(
     leave the run's folder are refused."""
     await _run(conn, run_id)
     missing = ArtifactNotFound(f"run {run_id} has no artifact {path!r}")
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        raise missing
+    parts = path.split("/")
+    if any(p in ("", ".", "..") or p.startswith(".tmp-") for p in parts):
+        raise missing  # out of the run's folder, or a file still being written
     store, key = artifact_store(), f"{run_id}/{path}"
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if isinstance(store, LocalStore):
+    if isinstance(store, LocalStore):  # a file: FileResponse answers range requests
         try:
             target = store.local_copy(key, store.root)
         except ArtifactMissing:
             raise missing from None
+        if not target.is_relative_to(store.root / str(run_id)):  # a link out of the run
+            raise missing
         return FileResponse(target, media_type=media_type)
-    size = await asyncio.to_thread(store.size, key)
-    if size is None:
-        raise missing
-    return StreamingResponse(
-        store.stream(key), media_type=media_type, headers={"Content-Length": str(size)}
-    )
+    try:
+        size, chunks = await store.open_stream(key)
+    except ArtifactMissing:
+        raise missing from None
+    return StreamingResponse(chunks, media_type=media_type, headers={"Content-Length": str(size)})
 
 
 @router.get(

@@ -15,6 +15,7 @@ from db.repository.outbox import (
     postpone_intent,
 )
 from db.repository.reconcile import (
+    database_now,
     dead_running_steps,
     orphan_pending_runs,
     release_advisory_lock,
@@ -53,6 +54,7 @@ from db.repository.steps import (
     step_states,
     supersede_items,
 )
+from db.repository.views import run_events, step_progress, workers_with_steps
 from db.repository.workers import beat, forget_worker, live_workers
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "count_steps",
     "counters",
     "create_run",
+    "database_now",
     "dead_running_steps",
     "delete_runs",
     "fail_run",
@@ -93,12 +96,15 @@ __all__ = [
     "release_advisory_lock",
     "renew_budgets",
     "require_run",
+    "run_events",
     "set_maps",
     "set_run_status",
     "set_steps_status",
     "stalled_runs",
+    "step_progress",
     "step_states",
     "supersede_items",
     "try_advisory_lock",
     "unsettled_runs",
+    "workers_with_steps",
 ]

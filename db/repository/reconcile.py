@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -151,3 +152,9 @@ async def unsettled_runs(
         statuses = [StepStatus(s) for s in data.pop("statuses")]
         out.append((RunRecord.model_validate(data), statuses))
     return out
+
+
+async def database_now(conn: AsyncConnection) -> datetime:
+    """The database's clock: ages are measured against the timestamps it wrote."""
+    now: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+    return now

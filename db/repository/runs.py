@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, text, update
+from sqlalchemy import String, and_, cast, insert, or_, select, text, update
 from sqlalchemy import func as sa_func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -111,10 +112,19 @@ async def list_runs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     before: tuple[datetime, uuid.UUID] | None = None,
+    search: str | None = None,
     limit: int = 50,
 ) -> list[RunRecord]:
-    """Newest first; `before` is the keyset cursor (created_at, id) of the last row seen."""
+    """Newest first; `before` is the keyset cursor (created_at, id) of the last row seen;
+    `search` matches an idempotency key exactly, or the start of a run id."""
     stmt = select(runs)
+    if search:
+        by_key = runs.c.idempotency_key == search
+        if re.fullmatch(r"[0-9a-fA-F-]{1,36}", search):
+            prefix = cast(runs.c.id, String).like(f"{search.lower()}%")
+            stmt = stmt.where(or_(by_key, prefix))
+        else:
+            stmt = stmt.where(by_key)
     if status is not None:
         stmt = stmt.where(runs.c.status == status.value)
     if workflow is not None:

@@ -18,6 +18,7 @@ from celery.signals import (
 from reelflow import tracing
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
+from reelflow.storage import sweep_scratch
 from steps.engine import bridge
 from steps.engine.lease import Heartbeat
 
@@ -39,6 +40,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     bridge.run(_check_schema())  # refuse to start on a database behind head
     if settings.broker_kind == "redis":
         _check_visibility_timeout(settings.visibility_timeout_seconds)
+    # What attempts killed with their worker left behind (older than any step may run).
+    sweep_scratch(
+        settings.scratch_dir, older_than_s=max(86_400, settings.visibility_timeout_seconds)
+    )
     if "prefork" not in str(getattr(sender, "pool_cls", "")):
         tracing.install("reelflow-worker")  # solo/threads: tasks run in this process
 

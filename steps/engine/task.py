@@ -6,6 +6,7 @@ complete or fail. A step function never sets a status, and never sees Celery or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -204,6 +205,8 @@ class StepTask(Task):  # type: ignore[type-arg]
                 output = spec.fn(**kwargs)
             finally:
                 shutil.rmtree(ctx.scratch, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    ctx.scratch.parent.rmdir()  # the run's folder, once no attempt uses it
             if spec.output_type is not None and not isinstance(output, spec.output_type):
                 raise TypeError(f"step {spec.name} returned {type(output).__name__}")
         except StepStopped:

@@ -24,6 +24,7 @@ def test_operation_ids_are_names_a_generated_client_can_use(doc: dict[str, Any])
         "create_run", "list_runs", "get_run", "get_steps", "get_attempts", "resume_run",
         "retry_step", "cancel_run", "get_artifact", "run_events", "list_workflows",
         "livez", "readyz", "health", "metrics", "prune_runs",
+        "list_run_attempts", "list_run_history", "list_workers",
     }  # fmt: skip
 
 

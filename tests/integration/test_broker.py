@@ -12,7 +12,7 @@ from reelflow import broker
 from reelflow.celery_app import QUEUES, app
 from reelflow.settings import get_settings
 from tests.support import on_both_brokers, patched_environment
-from workflows.reconciler import _out_there
+from workflows.whereabouts import out_there
 
 pytestmark = on_both_brokers
 
@@ -44,7 +44,7 @@ def test_ping_answers_and_an_absent_broker_is_refused_at_once(env: dict[str, str
 
 
 def test_queue_depths_count_the_messages_waiting(env: dict[str, str]) -> None:
-    url = env["CELERY_BROKER_URL"]
+    url = env.get("CELERY_BROKER_URL", env["REDIS_URL"])
     app.connection_for_write().ensure_connection(max_retries=3)
     with app.producer_or_acquire() as producer:
         for queue in QUEUES:  # declare both, as a worker would
@@ -57,7 +57,7 @@ def test_queue_depths_count_the_messages_waiting(env: dict[str, str]) -> None:
             queue="gpu",
         )  # fmt: skip
     assert broker.queue_depths(QUEUES) == {"default": 0, "gpu": 3}
-    out = _out_there()
+    out = out_there()
     assert out is not None and out.queued == 3 and out.held == set()
     _purge(url)
     assert broker.queue_depths(QUEUES)["gpu"] == 0

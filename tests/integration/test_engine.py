@@ -117,7 +117,7 @@ class Duplicator:
     `default` queue (a copy of every message routed there)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.broker = env["CELERY_BROKER_URL"]
+        self.broker = env.get("CELERY_BROKER_URL", env["REDIS_URL"])
         self.amqp = self.broker.startswith("amqp")
         self.message: Any = None
         if self.amqp:

@@ -1,0 +1,238 @@
+"""The operator's web UI in a real Chromium (Debian's, driven by Playwright), against the
+real API, worker, PostgreSQL and broker. Screenshots of the pages it visits are written to
+docs/screenshots/ when UPDATE_SCREENSHOTS=1 (`bash scripts/screenshots`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import ROOT, ApiProcess, WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no Chromium here (Debian: apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is a test extra")
+expect = sync_api.expect
+SHOTS = ROOT / "docs" / "screenshots"
+TOKEN = "ui-test-token"
+
+
+def shoot(page: Any, name: str) -> None:
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def _wait_status(client: httpx.Client, run_id: str, status: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (now := client.get(f"/runs/{run_id}").json()["status"]) != status:
+        assert time.monotonic() < deadline, f"run {run_id} is {now}, not {status}"
+        time.sleep(0.2)
+
+
+def test_a_failed_step_is_read_and_retried_live(api: ApiProcess, page: Any) -> None:
+    page.goto(f"{api.url}/ui/new?workflow=probe")
+    page.get_by_label("width").fill("3")
+    page.get_by_label("max_attempts").fill("1")
+    page.get_by_text("Testing aids").click()
+    page.get_by_label("Inject failures").fill("c[2]=1")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url("**/ui/runs/*")
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
+    expect(page.locator("#run-status")).to_have_text("failed")  # live, from the SSE stream
+    shoot(page, "failed-run")
+
+    page.locator("[data-step=c] summary").click()
+    page.get_by_role("link", name="c[2] failed").click()
+    expect(page.get_by_role("heading", name="Step c[2]")).to_be_visible()
+    expect(page.locator("#attempts")).to_contain_text("InjectedFailure")
+    expect(page.locator("#attempts")).to_contain_text("injected failure 1 of 1 for c[2]")
+    page.get_by_text("Traceback").click()
+    expect(page.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
+
+    page.get_by_role("button", name="Retry step").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Will run: c[2], d, e")
+    expect(dialog).to_contain_text("Keeps 4 succeeded steps")  # a, b, c[0], c[1]
+    shoot(page, "retry-dialog")
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#notice")).to_contain_text("accepted")
+
+    page.get_by_role("link", name="← Run").click()
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    assert page.evaluate("window.__sameDocument") is True
+    rows = page.locator("[data-attempt]")
+    expect(rows.filter(has_text="c[2]")).to_have_count(2)
+    expect(page.locator('[data-attempt="a#1"]')).to_have_count(1)
+    expect(page.locator('[data-attempt^="a#"]')).to_have_count(1)
+
+
+def test_a_short_video_runs_page_plays_its_video(
+    api: ApiProcess, page: Any, worker: WorkerProcess
+) -> None:
+    client = httpx.Client(base_url=api.url, timeout=30)
+    params = {"length_seconds": 15, "width": 180, "height": 320, "fps": 12, "topic": "bees"}
+    run_id = client.post("/runs", json={"workflow": "short_video", "params": params}).json()["id"]
+    _wait_status(client, run_id, "succeeded", timeout=180)
+    page.goto(f"{api.url}/ui/runs/{run_id}")
+    video = page.locator("video")
+    expect(video).to_have_count(1)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('video'); return v && v.duration > 0 }"
+    )
+    duration = page.evaluate("document.querySelector('video').duration")
+    assert abs(duration - 15) < 0.6, duration
+    page.evaluate("document.querySelector('video').play()")
+    page.wait_for_function("() => document.querySelector('video').currentTime > 0.5")
+    thumb = page.get_by_alt_text("Thumbnail of the video")
+    expect(thumb).to_be_visible()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img'); return i && i.naturalWidth === 180 }"
+    )
+
+
+@pytest.fixture(scope="module")
+def guarded_api(
+    env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    proc = ApiProcess({**env, "API_TOKEN": TOKEN}, tmp_path_factory.mktemp("g") / "api.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_actions_need_the_token_when_the_api_has_one(guarded_api: ApiProcess, page: Any) -> None:
+    client = httpx.Client(
+        base_url=guarded_api.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    body = {"workflow": "probe", "params": {"width": 1, "max_attempts": 1}, "faults": {"a": 1}}
+    run_id = client.post("/runs", json=body).json()["id"]
+    _wait_status(client, run_id, "failed")
+
+    page.goto(f"{guarded_api.url}/ui/runs/{run_id}")
+    expect(page.get_by_role("button", name="API token")).to_be_visible()
+    page.get_by_role("button", name="Resume run").click()
+    expect(page.locator("#notice")).to_contain_text("Refused: this API needs its token (401)")
+    token = page.locator("dialog#token")
+    expect(token).to_be_visible()
+    token.get_by_label("Token").fill(TOKEN)
+    token.get_by_role("button", name="Save token").click()
+
+    page.get_by_role("button", name="Resume run").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_contain_text("Will run: a, b, c[0], d, e")
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+
+
+def test_the_runs_table_filters_and_pages(api: ApiProcess, page: Any) -> None:
+    client = httpx.Client(base_url=api.url, timeout=30)
+    tag = uuid.uuid4().hex[:6]
+    ids = []
+    for i in range(200):  # width 0: each finishes in a moment; the first three fail
+        body: dict[str, Any] = {"workflow": "probe", "params": {"width": 0, "max_attempts": 1}}
+        if i < 3:
+            body["faults"] = {"a": 1}
+        made = client.post("/runs", json=body, headers={"Idempotency-Key": f"{tag}-{i}"})
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    for run_id in ids[:3]:
+        _wait_status(client, run_id, "failed")
+
+    page.goto(f"{api.url}/ui")
+    rows = page.locator("tbody tr[data-run]")
+    expect(rows).to_have_count(50)
+    assert rows.first.get_attribute("data-run") == ids[-1]  # newest first
+    shoot(page, "runs")
+    seen: list[str] = []
+    for _ in range(10):  # every page, by the "Older" link, until there is none
+        expect(rows.first).to_be_visible()
+        seen += [r.get_attribute("data-run") for r in rows.all()]
+        older = page.get_by_role("link", name="Older →")
+        if older.count() == 0:
+            break
+        first = rows.first.get_attribute("data-run")
+        older.click()
+        expect(rows.first).not_to_have_attribute("data-run", first)
+    assert len(seen) == len(set(seen))
+    assert set(ids) <= set(seen)
+    page.get_by_role("link", name="← Newer").click()
+    expect(page.get_by_text(f"Page {(len(seen) - 1) // 50}")).to_be_visible()
+
+    page.goto(f"{api.url}/ui")
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows.first).to_be_visible()
+    expect(page).to_have_url(f"{api.url}/ui?status=failed")
+    assert set(ids[:3]) <= {r.get_attribute("data-run") for r in rows.all()}
+    for badge in rows.locator(".badge").all():
+        expect(badge).to_have_text("failed")
+
+    page.get_by_label("Status").select_option("")
+    page.get_by_label("Run id or idempotency key").fill(f"{tag}-117")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute("data-run") == ids[117]
+    page.get_by_label("Run id or idempotency key").fill(ids[42][:13])
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute("data-run") == ids[42]
+
+
+def test_start_form_shows_the_apis_validation_and_workers_page(api: ApiProcess, page: Any) -> None:
+    page.goto(f"{api.url}/ui/new?workflow=probe")
+    page.get_by_label("width").fill("5000")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#p-width-error")).to_contain_text("less than or equal to 1000")
+    expect(page.locator("#notice")).to_contain_text("(422)")
+
+    page.get_by_role("link", name="Workers").click()
+    expect(page.get_by_role("heading", name="Online (1)")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("default, gpu")
+    shoot(page, "workers")
+
+
+def test_screenshots_go_where_the_readme_shows_them() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in ("runs", "failed-run", "retry-dialog"):
+        assert f"docs/screenshots/{name}.png" in readme
+        assert (SHOTS / f"{name}.png").is_file(), f"run bash scripts/screenshots ({name})"
+    assert Path(ROOT / "scripts" / "screenshots").is_file()
