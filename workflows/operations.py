@@ -243,7 +243,12 @@ async def _plan(
     remap: set[str] | None = None,
 ) -> Plan:
     forced, names, remap = forced or set(), names or set(), remap or set()
-    rows = await repo.get_steps(conn, run_id=run.id)
+    workflow = get_workflow(run.workflow)
+    order = {name: i for i, name in enumerate(workflow.step_names)}
+    rows = sorted(  # in workflow order, a map's items by index: how an operator reads it
+        await repo.get_steps(conn, run_id=run.id),
+        key=lambda r: (order.get(r.step, len(order)), r.item_index or 0),
+    )
     will, skip = [], {}
     for r in rows:
         if r.status is StepStatus.SUPERSEDED:
@@ -255,7 +260,10 @@ async def _plan(
         else:
             skip[r.key] = "succeeded: its recorded output is reused"
     expanded = set(run.maps) - remap
-    will += [f"{m}[*]" for m in get_workflow(run.workflow).mapped_steps if m not in expanded]
+    maps = [m for m in workflow.mapped_steps if m not in expanded]  # items not known yet
+    for m in sorted(maps, key=lambda m: order[m], reverse=True):
+        later = [i for i, key in enumerate(will) if order.get(key.split("[")[0], 0) > order[m]]
+        will.insert(later[0] if later else len(will), f"{m}[*]")
     return Plan(run_id=run.id, operation=operation, run=will, skip=skip)
 
 

@@ -197,11 +197,13 @@ function aggregate(statuses) {
 }
 
 /** The steps laid out from the workflow: one column per depth, a map's items grouped. */
-function graph(run, workflow, steps) {
+function graph(run, workflow, steps, opened) {
   const depth = {};
   const byName = Object.fromEntries(workflow.steps.map((s) => [s.name, s]));
+  // What a step waits for: the steps it reads, and a map's source (`b.items` -> b).
+  const after = (s) => [...s.reads, ...(s.mapped_over ? [s.mapped_over.split(".")[0]] : [])];
   const level = (name) => depth[name] ?? (depth[name] =
-    1 + Math.max(-1, ...byName[name].reads.filter((r) => byName[r]).map(level)));
+    1 + Math.max(-1, ...after(byName[name]).filter((r) => byName[r]).map(level)));
   workflow.steps.forEach((s) => level(s.name));
   const columns = [];
   for (const s of workflow.steps) (columns[depth[s.name]] ||= []).push(s);
@@ -222,7 +224,9 @@ function graph(run, workflow, steps) {
       return h("div", { class: `node s-${status}`, role: "listitem", "data-step": info.name },
         h("span", { class: "name" }, `${info.name} ×${mine.length}`), badge(status),
         h("span", { class: "muted" }, ` ${done}/${mine.length} done`),
-        h("details", {}, h("summary", {}, `Items of ${info.mapped_over}`),
+        h("details", { open: opened.has(info.name),
+          ontoggle: (e) => (e.target.open ? opened.add(info.name) : opened.delete(info.name)) },
+          h("summary", {}, `Items of ${info.mapped_over}`),
           h("ul", {}, mine.sort((a, b) => a.item_index - b.item_index).map((s) => h("li", {},
             h("a", { href: stepPath(run.id, s.key), "data-link": true, class: `badge s-${s.status}`,
               "aria-label": `${s.key} ${s.status}` }, `${s.item_index}: ${s.status}`))))));
@@ -255,6 +259,7 @@ async function runPage(gen, id) {
   if (gen !== current) return;
   const actions = h("div", { class: "actions" });
   const body = h("div");
+  const opened = new Set(); // the maps whose items the operator opened stay open on refresh
   setPage(`Run ${id.slice(0, 8)}`, h("h1", {}, "Run ", h("span", { class: "mono" }, id)), actions, body);
 
   async function refresh() {
@@ -278,7 +283,7 @@ async function runPage(gen, id) {
         h("dt", {}, "Generation"), h("dd", {}, run.generation),
         run.idempotency_key ? [h("dt", {}, "Idempotency key"), h("dd", { class: "mono" }, run.idempotency_key)] : [],
         run.error ? [h("dt", {}, "Error"), h("dd", { class: "error-text" }, `${run.error.step ? `${run.error.step}: ` : ""}${run.error.type}: ${run.error.message}`)] : []),
-      h("h2", {}, "Steps"), workflow ? graph(run, workflow, run.steps) : h("p", {}, "Unknown workflow."),
+      h("h2", {}, "Steps"), workflow ? graph(run, workflow, run.steps, opened) : h("p", {}, "Unknown workflow."),
       h("h2", {}, "Attempts"), attempts.length ? timeline(run, attempts) : h("p", { class: "muted" }, "No attempt yet."),
       h("h2", {}, "Params"), h("pre", {}, JSON.stringify(run.params, null, 2)),
       h("h2", {}, "Events"), h("ul", {}, history.map((e) => h("li", {},
@@ -324,7 +329,7 @@ function ask(title, ...content) {
 }
 
 function describe(plan) {
-  const kept = Object.values(plan.skip).filter((why) => why === "succeeded").length;
+  const kept = Object.values(plan.skip).filter((why) => why.startsWith("succeeded")).length;
   return [
     h("p", {}, h("strong", {}, "Will run: "), plan.run.length ? plan.run.join(", ") : "nothing"),
     h("p", {}, `Keeps ${kept} succeeded step${kept === 1 ? "" : "s"}.`),
@@ -381,16 +386,22 @@ function artifactUrl(runId, artifact) {
   return key.startsWith(prefix) ? `/runs/${runId}/artifacts/${key.slice(prefix.length).split("/").map(encodeURIComponent).join("/")}` : null;
 }
 
+const mediaShown = new Map(); // url + sha256 -> element: a refresh keeps a playing video
+
 /** The videos (playable) and images (shown) among a step's artifacts. */
 function media(runId, artifacts) {
   return h("div", { class: "media" }, artifacts.map((a) => {
     const url = artifactUrl(runId, a);
     if (!url) return "";
-    if (a.path.endsWith(".mp4")) {
-      return h("video", { src: url, controls: true, preload: "metadata", "aria-label": "The video" });
+    const id = `${url}#${a.sha256}`;
+    if (!mediaShown.has(id)) {
+      if (a.path.endsWith(".mp4")) {
+        mediaShown.set(id, h("video", { src: url, controls: true, preload: "metadata", "aria-label": "The video" }));
+      } else if (a.path.endsWith(".png")) {
+        mediaShown.set(id, h("img", { src: url, alt: "Thumbnail of the video" }));
+      } else return "";
     }
-    if (a.path.endsWith(".png")) return h("img", { src: url, alt: "Thumbnail of the video" });
-    return "";
+    return mediaShown.get(id);
   }));
 }
 
@@ -551,6 +562,7 @@ async function workersPage(gen) {
 async function render() {
   leave();
   leave = () => {};
+  mediaShown.clear();
   const gen = ++current;
   const path = location.pathname.replace(/\/+$/, "") || "/ui";
   let m;
