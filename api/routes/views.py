@@ -23,7 +23,7 @@ router = APIRouter(responses=documented(500))
 @router.get(
     "/runs/{run_id}/attempts",
     response_model=list[RunAttemptOut],
-    responses=documented(404),
+    responses=documented(404, 422),
     tags=["runs"],
 )
 async def list_run_attempts(run_id: uuid.UUID, conn: Conn) -> list[RunAttemptOut]:
@@ -45,7 +45,7 @@ async def list_run_attempts(run_id: uuid.UUID, conn: Conn) -> list[RunAttemptOut
 
 
 @router.get(
-    "/runs/{run_id}/history", response_model=list[EventOut], responses=documented(404),
+    "/runs/{run_id}/history", response_model=list[EventOut], responses=documented(404, 422),
     tags=["runs"],
 )  # fmt: skip
 async def list_run_history(run_id: uuid.UUID, conn: Conn) -> list[EventOut]:

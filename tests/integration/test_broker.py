@@ -58,6 +58,6 @@ def test_queue_depths_count_the_messages_waiting(env: dict[str, str]) -> None:
         )  # fmt: skip
     assert broker.queue_depths(QUEUES) == {"default": 0, "gpu": 3}
     out = out_there()
-    assert out is not None and out.queued == 3 and out.held == set()
+    assert out is not None and out.depths == {"default": 0, "gpu": 3} and out.held == set()
     _purge(url)
     assert broker.queue_depths(QUEUES)["gpu"] == 0
