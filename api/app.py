@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from api import problems, ui
-from api.routes import admin, health, runs, views, workflows
+from api.routes import admin, artifacts, health, runs, views, workflows
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import logs, tracing
@@ -199,6 +199,7 @@ def create_app() -> FastAPI:
     if _request_id not in logs.ENRICHERS:
         logs.ENRICHERS.append(_request_id)
     app.include_router(runs.router)
+    app.include_router(artifacts.router)
     app.include_router(workflows.router)
     app.include_router(health.router)
     app.include_router(admin.router)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import mimetypes
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -31,9 +30,8 @@ from api.schemas import (
 from db import repository as repo
 from db.records import RunRecord
 from db.states import RunStatus, StepStatus
-from reelflow.errors import ArtifactNotFound, InvalidParams, StepNotFound
+from reelflow.errors import InvalidParams, StepNotFound
 from reelflow.settings import get_settings
-from reelflow.storage import ArtifactMissing, LocalStore, artifact_store
 from workflows import operations
 from workflows.operations import Plan
 from workflows.watch import RunWatcher
@@ -223,44 +221,6 @@ async def retry_step(
 )
 async def cancel_run(run_id: uuid.UUID, actor: Actor) -> RunOut:
     return RunOut.of(await operations.cancel_run(run_id, actor=actor))
-
-
-@router.get(
-    "/{run_id}/artifacts/{path:path}",
-    response_class=FileResponse,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the file"},
-        **documented(404),
-    },
-)
-async def get_artifact(
-    run_id: uuid.UUID,
-    path: Annotated[str, Path(max_length=500, pattern=r"^[^\x00]+$")],
-    conn: Conn,
-) -> Response:
-    """A file a step of the run wrote, e.g. `compose_video/video.mp4`, from the local
-    folder (with range requests) or streamed from object storage. Read-only; paths that
-    leave the run's folder are refused."""
-    await _run(conn, run_id)
-    missing = ArtifactNotFound(f"run {run_id} has no artifact {path!r}")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") or p.startswith(".tmp-") for p in parts):
-        raise missing  # out of the run's folder, or a file still being written
-    store, key = artifact_store(), f"{run_id}/{path}"
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if isinstance(store, LocalStore):  # a file: FileResponse answers range requests
-        try:
-            target = store.local_copy(key, store.root)
-        except ArtifactMissing:
-            raise missing from None
-        if not target.is_relative_to(store.root / str(run_id)):  # a link out of the run
-            raise missing
-        return FileResponse(target, media_type=media_type)
-    try:
-        size, chunks = await store.open_stream(key)
-    except ArtifactMissing:
-        raise missing from None
-    return StreamingResponse(chunks, media_type=media_type, headers={"Content-Length": str(size)})
 
 
 @router.get(

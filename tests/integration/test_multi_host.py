@@ -97,6 +97,17 @@ async def test_short_video_across_hosts_survives_a_killed_gpu_worker(
             assert got.status_code == 200, got.text
             assert got.headers["content-type"] == "video/mp4"
             assert hashlib.sha256(got.content).hexdigest() == video["sha256"]
+            # ... with byte ranges, so a <video> can seek
+            url = f"{api.url}/runs/{run_id}/artifacts/compose_video/video.mp4"
+            part = httpx.get(url, headers={"Range": "bytes=100-199"})
+            assert part.status_code == 206, part.text
+            assert part.headers["content-range"] == f"bytes 100-199/{video['size']}"
+            assert part.content == got.content[100:200]
+            tail = httpx.get(url, headers={"Range": "bytes=-10"})
+            assert tail.status_code == 206 and tail.content == got.content[-10:]
+            outside = httpx.get(url, headers={"Range": f"bytes={video['size']}-"})
+            assert outside.status_code == 416
+            assert outside.headers["content-range"] == f"bytes */{video['size']}"
             missing = httpx.get(f"{api.url}/runs/{run_id}/artifacts/compose_video/nope.mp4")
             assert missing.status_code == 404
             assert missing.headers["content-type"] == "application/problem+json"

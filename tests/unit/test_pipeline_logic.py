@@ -186,3 +186,19 @@ def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
     with pytest.raises(StepStopped):
         encode_scene(painter, str(tmp_path / "s.mp4"), tick=tick)
     assert len(ticks) == 2  # stopped at the check where it was asked, not at the end
+
+
+def test_byte_ranges_as_a_video_element_asks_for_them() -> None:
+    from api.routes.artifacts import byte_range
+
+    assert byte_range(None, 1000) is None
+    assert byte_range("bytes=0-", 1000) == (0, 1000)
+    assert byte_range("bytes=0-99", 1000) == (0, 100)
+    assert byte_range("bytes=900-2000", 1000) == (900, 1000)  # clipped to the file
+    assert byte_range("bytes=-100", 1000) == (900, 1000)  # the last 100 bytes
+    assert byte_range("bytes=-5000", 1000) == (0, 1000)
+    assert byte_range("items=0-9", 1000) is None  # not bytes: ignored, whole file
+    assert byte_range("bytes=0-1,5-9", 1000) is None  # several ranges: whole file
+    for outside in ("bytes=1000-", "bytes=2000-3000", "bytes=5-1"):
+        with pytest.raises(ValueError):
+            byte_range(outside, 1000)
