@@ -14,7 +14,6 @@ bucket adds network time on top.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import _with_worker, servers
+from bench.harness import _with_worker, finished, servers
 from tests.support import S3Server, patched_environment
 
 VIDEO = {"length_seconds": 15, "width": 360, "height": 640, "fps": 24, "topic": "bees"}
@@ -91,25 +90,10 @@ def _one_run(tmp: Path, env: dict[str, str]) -> float:
         try:
             started = time.perf_counter()
             run = bridge.run(start_run("short_video", VIDEO, actor="bench")).run
-            bridge.run(_finished(run.id))
+            bridge.run(finished(run.id, poll=0.05, timeout=600))
             return time.perf_counter() - started
         finally:
             next(worker, None)
-
-
-async def _finished(run_id: uuid.UUID) -> None:
-    from db.engine import driver_connection
-
-    conn = await driver_connection()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = await conn.fetchval("SELECT status FROM workflow_runs WHERE id = $1", run_id)
-        if status == "succeeded":
-            return
-        if status in ("failed", "cancelled"):
-            raise SystemExit(f"bench run {run_id} {status}")
-        await asyncio.sleep(0.05)
-    raise SystemExit(f"bench run {run_id} did not finish")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,3 +86,20 @@ def _wait_ready(worker: subprocess.Popen[bytes], log: Path, timeout: float = 60)
         if app.control.ping(timeout=0.5):
             return
     raise SystemExit(f"worker not ready:\n{log.read_text()[-3000:]}")
+
+
+async def finished(run_id: uuid.UUID, *, poll: float = 0.02, timeout: float = 300) -> None:
+    """Return once the run succeeded (read from its row: where reelflow keeps outcomes);
+    exit with the reason if it failed, was cancelled, or did not finish in time."""
+    from db.engine import driver_connection
+
+    conn = await driver_connection()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await conn.fetchval("SELECT status FROM workflow_runs WHERE id = $1", run_id)
+        if status == "succeeded":
+            return
+        if status in ("failed", "cancelled"):
+            raise SystemExit(f"bench run {run_id} {status}")
+        await asyncio.sleep(poll)
+    raise SystemExit(f"bench run {run_id} did not finish")

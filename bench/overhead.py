@@ -16,7 +16,6 @@ CELERY_BROKER_URL=amqp://... the broker is RabbitMQ (Redis stays the result back
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import bench_environment
+from bench.harness import bench_environment, finished
 
 
 def main() -> None:
@@ -43,7 +42,6 @@ def main() -> None:
         from celery import chain, chord, group
 
         from bench.overhead_tasks import CHAIN_LENGTH, FANOUT_WIDTH, noop
-        from db.engine import driver_connection
         from steps.engine import bridge
         from workflows.operations import start_run
 
@@ -58,20 +56,6 @@ def main() -> None:
                 timeout=300
             )
             return time.perf_counter() - started
-
-        async def finished(run_id: uuid.UUID) -> None:
-            conn = await driver_connection()
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                status = await conn.fetchval(
-                    "SELECT status FROM workflow_runs WHERE id = $1", run_id
-                )
-                if status == "succeeded":
-                    return
-                if status in ("failed", "cancelled"):
-                    raise SystemExit(f"bench run {run_id} {status}")
-                await asyncio.sleep(0.02)
-            raise SystemExit(f"bench run {run_id} did not finish")
 
         def durable(workflow: str) -> float:
             started = time.perf_counter()

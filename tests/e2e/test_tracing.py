@@ -132,17 +132,22 @@ def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
     return chain
 
 
-def test_one_trace_from_post_runs_through_every_step(
-    traced: ApiProcess, collector: Collector
-) -> None:
-    client = httpx.Client(base_url=traced.url, timeout=30)
-    created = client.post("/runs", json={"workflow": "probe", "params": {"width": 3}})
+def _run_to_success(client: httpx.Client, body: dict[str, Any]) -> str:
+    created = client.post("/runs", json=body)
     assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
+    run_id: str = created.json()["id"]
     deadline = time.monotonic() + 60
     while client.get(f"/runs/{run_id}").json()["status"] != "succeeded":
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(0.2)
+    return run_id
+
+
+def test_one_trace_from_post_runs_through_every_step(
+    traced: ApiProcess, collector: Collector
+) -> None:
+    client = httpx.Client(base_url=traced.url, timeout=30)
+    run_id = _run_to_success(client, {"workflow": "probe", "params": {"width": 3}})
     keys = {s["key"] for s in client.get(f"/runs/{run_id}/steps").json()}
     assert keys == {"a", "b", "c[0]", "c[1]", "c[2]", "d", "e"}
 
@@ -194,13 +199,7 @@ def test_a_retried_attempt_is_an_error_span_in_the_same_trace(
 ) -> None:
     client = httpx.Client(base_url=traced.url, timeout=30)
     body = {"workflow": "probe", "params": {"width": 2}, "faults": {"c[1]": 1}}
-    created = client.post("/runs", json=body)
-    assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/runs/{run_id}").json()["status"] != "succeeded":
-        assert time.monotonic() < deadline, "the run did not finish"
-        time.sleep(0.2)
+    run_id = _run_to_success(client, body)
 
     def attempts() -> list[Span]:
         return sorted(
