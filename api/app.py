@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
@@ -20,7 +21,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from api import problems, ui
+from api import problems, security, ui
 from api.routes import admin, artifacts, health, runs, views, workflows
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
@@ -192,6 +193,23 @@ def create_app() -> FastAPI:
     # HTTP request counts and latencies by route template (bounded labels), on /metrics.
     Instrumentator(excluded_handlers=["/metrics", "/livez"]).instrument(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(security.BrowserGuard, settings=settings)
+    if settings.cors_origins.strip():  # closed unless configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Requested-With",
+                "X-Request-ID",
+                "Last-Event-ID",
+            ],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(security.SecurityHeaders)
     app.add_middleware(AccessLog)
     app.add_middleware(  # outermost: every line below it knows the request id
         CorrelationIdMiddleware, header_name="X-Request-ID", validator=_acceptable_request_id

@@ -51,9 +51,17 @@ async def require_token(
             )
         actor = "api:token"
     if settings.rate_limit:
-        client = credentials.credentials if credentials else (request.client or ("?", 0))[0]
-        _limiter.admit(settings.rate_limit, client)
+        _limiter.admit(settings.rate_limit, _identity(request, actor))
     return actor
+
+
+def _identity(request: Request, actor: str) -> str:
+    """Whom a request's rate counts against: the verified token, or else the client's
+    address (which uvicorn takes from X-Forwarded-For only for TRUSTED_PROXIES). Never an
+    unverified header: a made-up bearer must not buy a fresh budget."""
+    if actor != "api":
+        return f"token:{actor}"
+    return f"addr:{(request.client or ('?', 0))[0]}"
 
 
 class _Limiter:
@@ -64,7 +72,7 @@ class _Limiter:
         self.window = MovingWindowRateLimiter(self.storage)
 
     def admit(self, spec: str, client: str) -> None:
-        key = hashlib.sha256(client.encode()).hexdigest()[:32]  # never keep a token as is
+        key = hashlib.sha256(client.encode()).hexdigest()[:32]
         for item in parse_many(spec):
             if not self.window.hit(item, key):
                 reset = self.window.get_window_stats(item, key).reset_time

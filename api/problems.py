@@ -10,8 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.schemas import Problem
+from db.errors import DatabaseUnavailable
+from db.errors import is_unavailable as database_away
+from reelflow import broker
 from reelflow.errors import (
     ArtifactNotFound,
     DispatchFailed,
@@ -43,6 +47,10 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: What a mutating operation may also answer: 401 (only when API_TOKEN is set: see
+#: api.app), 403 and 415 (a cross-origin or form-shaped request: api.security), 429.
+GUARDED = documented(401, 403, 415, 429)
+
 STATUS: dict[type[ReelflowError], int] = {
     RunNotFound: 404,
     ArtifactNotFound: 404,
@@ -54,7 +62,11 @@ STATUS: dict[type[ReelflowError], int] = {
     Overloaded: 429,
     ParamsTooLarge: 413,
     SchemaBehind: 503,
+    DatabaseUnavailable: 503,
+    broker.BrokerUnavailable: 503,
 }
+#: Seconds a client is told to wait after a 503 for an outage.
+RETRY_OUTAGE_S = 5
 
 
 def problem(
@@ -95,6 +107,8 @@ async def _reelflow_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RunStateConflict) and exc.status:
         extra["run_status"] = str(exc.status)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_OUTAGE_S)}
     title = (type(exc).__doc__ or type(exc).__name__).strip().splitlines()[0]
     return problem(status, title, exc.message, code=exc.code, headers=headers, **extra)
 
@@ -135,13 +149,57 @@ def _allowed(request: Request) -> list[str]:
     return sorted(methods)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("api_unhandled_error", path=request.url.path)
-    return problem(500, "Internal error", "the server failed; see its log", code="internal")
+def outage(exc: BaseException) -> ReelflowError | None:
+    """The outage an unexpected error stands for, if it is one (503, not 500)."""
+    if broker.is_unavailable(exc):
+        return broker.BrokerUnavailable("the broker is not answering; try again shortly")
+    if database_away(exc):
+        return DatabaseUnavailable()
+    return None
+
+
+class Unexpected:
+    """Anything no handler took: a 503 with Retry-After for an outage of the database or
+    the broker, a 500 otherwise, logged once (a traceback without locals, masked). The
+    exception is not raised further, so the server keeps the connection alive."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            away = outage(exc)
+            if away is not None:
+                log.warning("api_dependency_unavailable", path=scope["path"], code=away.code,
+                            error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+            else:
+                log.error("api_unhandled_error", path=scope["path"], exc_info=exc)
+            if started:
+                raise  # the answer is on its way: the server can only cut it short
+            if away is not None:
+                title = (type(away).__doc__ or away.code).strip().splitlines()[0]
+                response = problem(503, title, away.message, code=away.code,
+                                   headers={"Retry-After": str(RETRY_OUTAGE_S)})  # fmt: skip
+            else:
+                response = problem(500, "Internal error", "the server failed; see its log",
+                                   code="internal")  # fmt: skip
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ReelflowError, _reelflow_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(Unexpected)  # innermost of the middlewares: sees route errors first

@@ -225,3 +225,16 @@ class EngineCounter(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     label: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class ArtifactDeletion(Base):
+    """Files of a pruned run still to delete, written in the transaction that deletes the
+    run's rows: rows go first, so a crash can leave files nothing points to (deleted by
+    the next prune), never rows that point to missing files."""
+
+    __tablename__ = "artifact_deletions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    #: A key prefix in the artifact store (`<run_id>/`).
+    prefix: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

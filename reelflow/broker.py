@@ -14,11 +14,24 @@ from typing import Any
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
+from reelflow.errors import ReelflowError
 from reelflow.settings import get_settings
 
 
-class BrokerUnavailable(Exception):
-    """The broker did not answer within the timeout."""
+class BrokerUnavailable(ReelflowError):
+    """The broker did not answer within the timeout; try again shortly."""
+
+    code = "broker_unavailable"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The broker (or Redis as the result backend) is away: kombu's and redis-py's
+    connection errors, in whatever wrapping Celery raises them."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    broker_errors = (BrokerUnavailable, OperationalError, RedisConnectionError, RedisTimeoutError)
+    return isinstance(exc, broker_errors)
 
 
 def _connection(timeout: float) -> Connection:
@@ -61,3 +74,12 @@ def queue_depths(queues: tuple[str, ...], timeout: float = 2.0) -> dict[str, int
                 with contextlib.suppress(Exception):  # closed already by a RabbitMQ 404
                     channel.close()
     return depths
+
+
+def declare_dead_letter_queue(timeout: float = 5.0) -> None:
+    """RabbitMQ: the exchange and queue the step queues dead-letter into (idempotent)."""
+    from reelflow.celery_app import dead_letter_queue
+
+    with _connection(timeout) as conn:
+        _connected(conn)
+        dead_letter_queue()(conn.default_channel).declare()

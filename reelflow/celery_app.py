@@ -15,6 +15,9 @@ from kombu import Exchange, Queue
 from reelflow.settings import get_settings
 
 QUEUES = ("default", "gpu")
+#: The exchange and queue the step queues dead-letter into (RabbitMQ): messages a worker
+#: refused (`reelflow.messages`), kept for an operator to read.
+DEAD_LETTER = "reelflow.dead"
 
 #: The engine's worker side: lifecycle hooks and the `inspect steps` remote command.
 WORKER_MODULES = ["steps.engine.hooks", "steps.engine.inspect"]
@@ -50,10 +53,17 @@ def step_queues(kind: str, queue_type: str) -> list[Queue]:
             name,
             Exchange(name, type="topic"),
             routing_key=name,
-            queue_arguments={"x-queue-type": queue_type},
+            # A message a worker refuses (malformed, unroutable) goes to reelflow.dead.
+            queue_arguments={"x-queue-type": queue_type, "x-dead-letter-exchange": DEAD_LETTER},
         )
         for name in QUEUES
     ]
+
+
+def dead_letter_queue() -> Queue:
+    """Where the step queues dead-letter on RabbitMQ: kept for an operator to read, never
+    consumed by a worker."""
+    return Queue(DEAD_LETTER, Exchange(DEAD_LETTER, type="fanout"), routing_key=DEAD_LETTER)
 
 
 def celery_config() -> dict[str, Any]:
@@ -92,6 +102,8 @@ def celery_config() -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Refuse a poison message (rejected, counted, logged once) instead of dying of it.
+        "worker_consumer": "reelflow.messages:GuardedConsumer",
         "include": [*WORKER_MODULES, *TASK_MODULES],
     }
 

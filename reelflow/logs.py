@@ -3,17 +3,24 @@ uvicorn, alembic, SQLAlchemy), goes through structlog's stdlib `ProcessorFormatt
 log shipper gets one format: JSON when not on a terminal (an exception is one field),
 console lines on a terminal. Context bound with `structlog.contextvars` (run id, step key,
 attempt, request id) is on every line logged while it is bound.
+
+No line carries a secret: tracebacks are rendered without frame locals (where a driver
+keeps its connection parameters and a request its headers), and the last step before
+rendering masks every known secret and everything shaped like one (`reelflow.redaction`).
+Uncaught exceptions of threads and of the process go through the same path.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
 
+from reelflow.redaction import Redactor
 from reelflow.settings import Settings
 
 _configured = False
@@ -43,10 +50,22 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    redact = Redactor(settings.secrets())
+    # Tracebacks as data (JSON) or text (console), never with frame locals; then masked.
     final: list[structlog.typing.Processor] = (
-        [structlog.dev.ConsoleRenderer()]
+        [
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ]
         if fmt == "console"
-        else [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        else [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            redact,
+            structlog.processors.JSONRenderer(),
+        ]
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
@@ -68,4 +87,27 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    _route_uncaught_exceptions()
     _configured = True
+
+
+def _route_uncaught_exceptions() -> None:
+    """A thread or the process dying of an exception logs it like everything else (masked,
+    no locals) instead of printing it raw to stderr."""
+    crash = structlog.get_logger("reelflow.crash")
+
+    def in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        thread = args.thread.name if args.thread else "?"
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+        crash.error("thread_crashed", thread=thread, exc_info=exc_info)
+
+    def in_process(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        crash.critical("process_crashed", exc_info=(kind, value, tb))
+
+    threading.excepthook = in_thread
+    sys.excepthook = in_process

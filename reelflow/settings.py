@@ -120,6 +120,18 @@ class Settings(BaseSettings):
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )
     api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints")
+    trusted_proxies: str = Field(
+        "",
+        description="Proxy addresses whose X-Forwarded-For names the client (comma-separated)",
+    )
+    cors_origins: str = Field(
+        "", description="Other origins allowed to call the API from a browser (comma-separated)"
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="Host names the API answers to (comma-separated; * any); "
+        "default: loopback names when API_HOST is loopback, else any",
+    )
     api_host: str = Field("127.0.0.1", description="Address the API binds")
     api_port: int = Field(8000, ge=1, le=65535, description="Port the API binds")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body")
@@ -187,6 +199,20 @@ class Settings(BaseSettings):
         self.scratch_dir = self.scratch_dir.resolve()
         self.reelflow_home = self.reelflow_home.resolve()
         return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold (tokens, keys, passwords inside URLs):
+        what the log redactor masks wherever it appears."""
+        from reelflow.redaction import url_password
+
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, str) and "://" in value:
+                found.append(url_password(value) or "")
+        return [s for s in found if s]
 
     def require_database_url(self) -> str:
         if not self.database_url:

@@ -256,6 +256,13 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
 
 
+async def counter_values(name: str) -> dict[str, int]:
+    """An engine counter's values by label (what /metrics reports)."""
+    async with get_engine().connect() as conn:
+        counts = await repo.counters(conn)
+    return {label: value for (counter, label), value in counts.items() if counter == name}
+
+
 async def run_row(run_id: uuid.UUID) -> RunRecord:
     async with get_engine().connect() as conn:
         run = await repo.get_run(conn, run_id=run_id)
@@ -335,6 +342,14 @@ class ApiProcess:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError(f"API not up:\n{self.log.read_text()[-3000:]}")
+
+    def client(self, timeout: float = 30, **kwargs: Any) -> Any:
+        """An HTTP client of the API that, like any script, says it is not a browser form
+        (X-Requested-With), so its body-less POSTs are taken."""
+        import httpx
+
+        headers = {"X-Requested-With": "reelflow-tests", **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers, **kwargs)
 
     def stop(self) -> None:
         if self.proc is not None:

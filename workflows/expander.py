@@ -18,12 +18,13 @@ from structlog.contextvars import bound_contextvars
 
 from db import repository as repo
 from db.engine import get_engine
+from db.errors import db_retry
 from db.states import RUN_CLAIMABLE, RunStatus, StepStatus, run_sources
 from reelflow.celery_app import app
-from reelflow.errors import ReelflowError, StaleDelivery
+from reelflow.errors import ReelflowError, StaleDelivery, UnknownWorkflow
 from steps.engine import bridge
 from steps.engine.monitor import announce
-from steps.engine.retry import db_retry
+from steps.engine.spec import check_message_args
 from workflows.canvas import EXPAND_TASK, expander_key
 from workflows.compiler import compile_node
 from workflows.registry import get_workflow
@@ -33,10 +34,19 @@ from workflows.workflow import Workflow
 log = structlog.get_logger("reelflow.expander")
 
 
-class MapSourceMissing(ReelflowError):
-    """The step a map reads its items from has no recorded output."""
+class MapNotReady(ReelflowError):
+    """An expander message for a map the run cannot expand now: the workflow has no such
+    map, or its source has not succeeded. It changes nothing; the run's own expander
+    (sent after the source succeeds) expands it."""
 
-    code = "map_source_missing"
+    code = "map_not_ready"
+
+
+class MapSourceInvalid(ReelflowError):
+    """The map's source succeeded, but its output has no list at the map's path: the run
+    fails, as it would for a failure of that step."""
+
+    code = "map_source_invalid"
 
 
 def top_level_unit(workflow: Workflow, mapped_step: str) -> Node:
@@ -46,20 +56,30 @@ def top_level_unit(workflow: Workflow, mapped_step: str) -> Node:
     for unit in units:
         if any(isinstance(n, Map) and n.step == mapped_step for n in walk(unit)):
             return unit
-    raise LookupError(f"workflow {workflow.name} has no map of {mapped_step}")
+    raise MapNotReady(f"workflow {workflow.name} has no map of {mapped_step!r}")
 
 
 def pluck(output: Any, path: tuple[str, ...]) -> list[Any]:
     value = output
-    for part in path:
-        value = value[part]
+    try:
+        for part in path:
+            value = value[part]
+    except (KeyError, IndexError, TypeError):
+        raise MapSourceInvalid(f"map source has no field {'.'.join(path)}") from None
     if not isinstance(value, list):
-        raise TypeError(f"map source field {'.'.join(path)} is not a list")
+        raise MapSourceInvalid(f"map source field {'.'.join(path)} is not a list")
     return value
 
 
-class RunStopped(Exception):
+class RunStopped(ReelflowError):
     """The run was cancelled (or removed) before its map expanded."""
+
+    code = "run_stopped"
+
+
+_IGNORED: dict[type[Exception], str] = {
+    RunStopped: "not_runnable", StaleDelivery: "stale", MapNotReady: "not_ready",
+}  # fmt: skip
 
 
 async def expand(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signature | None:
@@ -81,7 +101,7 @@ async def expand(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signat
                 continue
             found = await repo.get_step_output(conn, run_id=run_id, key=node.source)
             if found is None or found[0] is not StepStatus.SUCCEEDED:
-                raise MapSourceMissing(f"{node.source} has not succeeded; cannot map {node.step}")
+                raise MapNotReady(f"{node.source} has not succeeded; cannot map {node.step}")
             items = pluck(found[1], node.path)
             await repo.attach_items(
                 conn,
@@ -105,6 +125,9 @@ class ExpanderTask(Task):  # type: ignore[type-arg]
     """Tells monitors how each delivery ended: a replaced or ignored task sends no
     `task-succeeded`, so Flower would show it STARTED for ever."""
 
+    #: The worker's consumer refuses a message whose arguments this rejects.
+    check_message = staticmethod(check_message_args)
+
     def on_replace(self, sig: Signature) -> Any:
         announce(self, "replaced", by=str(sig.task if hasattr(sig, "task") else sig)[:200])
         return super().on_replace(sig)
@@ -118,17 +141,21 @@ def expand_map(self: Task[Any, Any], run_id: str, mapped_step: str, generation: 
     with bound_contextvars(run_id=run_id, step_key=expander_key(mapped_step)):
         try:
             sig = _expand_retrying(uuid.UUID(run_id), mapped_step, generation)
-        except (RunStopped, StaleDelivery) as exc:
-            reason = "stale" if isinstance(exc, StaleDelivery) else "not_runnable"
-            log.info("map_expand_ignored", outcome=reason, generation=generation)
+        except (RunStopped, StaleDelivery, MapNotReady) as exc:
+            reason = _IGNORED[type(exc)]
+            log.info("map_expand_ignored", outcome=reason, generation=generation,
+                     detail=str(exc))  # fmt: skip
             bridge.count_ignored(reason)
             announce(self, "ignored", reason=reason)
             raise Ignore() from None
-        except Exception as exc:
-            # No step row owns this failure, so the run itself records it.
-            log.exception("map_expand_failed")
+        except (MapSourceInvalid, UnknownWorkflow) as exc:
+            # The run's own data cannot be mapped: no step row owns this, so the run does.
+            log.warning("map_expand_failed", error=f"{type(exc).__name__}: {exc}")
             bridge.run(_fail_run(uuid.UUID(run_id), mapped_step, exc))
-            raise
+            announce(self, "ignored", reason="run_failed")
+            raise Ignore() from None
+        # Anything else (the database away past its retries) fails this delivery only:
+        # the run stalls, and the reconciler dispatches it again.
         if sig is None:
             return None  # every element already succeeded: the chain moves on
         return self.replace(sig)

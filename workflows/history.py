@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from db import repository as repo
 from db.engine import get_engine
 from reelflow.errors import InvalidParams
-from reelflow.storage import artifact_store
+from reelflow.storage import ArtifactStore, artifact_store
 
 log = structlog.get_logger("reelflow.history")
 
@@ -42,37 +43,92 @@ class PruneReport(BaseModel):
     artifacts: int  # their files (objects)
 
 
+def cutoff(older_than: str, now: datetime | None = None) -> datetime:
+    """now - `older_than`, clamped to the earliest date a timestamp can hold."""
+    now = now or datetime.now(UTC)
+    age = parse_age(older_than)
+    floor = datetime(1, 1, 2, tzinfo=UTC)
+    return now - age if age < now - floor else floor
+
+
 async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> PruneReport:
     """Delete (or, dry, count) runs finished before now - `older_than`, with their steps,
     attempts, events and artifacts (in the local folder or the bucket). Active runs are
     never touched."""
-    now = datetime.now(UTC)
-    age = parse_age(older_than)
-    before = (
-        now - age if age < now - datetime(1, 1, 2, tzinfo=UTC) else datetime(1, 1, 2, tzinfo=UTC)
+    before = cutoff(older_than)
+    selected = await select_prunable(before, limit=batch)
+    if dry_run:
+        store = artifact_store()
+        files = await asyncio.to_thread(
+            lambda: {run_id: len(store.keys(f"{run_id}/")) for run_id, _, _ in selected}
+        )
+        return PruneReport(
+            dry_run=True,
+            older_than=older_than,
+            before=before,
+            runs=len(selected),
+            steps=sum(s for _, s, _ in selected),
+            attempts=sum(a for _, _, a in selected),
+            artifact_dirs=sum(1 for count in files.values() if count),
+            artifacts=sum(files.values()),
+        )
+    return await prune_selected(
+        [run_id for run_id, _, _ in selected], before=before, older_than=older_than
     )
+
+
+async def select_prunable(before: datetime, *, limit: int) -> list[tuple[uuid.UUID, int, int]]:
+    """Candidates only: each is checked again under its lock when it is pruned."""
     async with get_engine().connect() as conn:
-        found = await repo.finished_before(conn, before=before, limit=batch)
-    store = artifact_store()  # the local folder or the bucket: the same calls
-    files = await asyncio.to_thread(
-        lambda: {run_id: len(store.keys(f"{run_id}/")) for run_id, _, _ in found}
-    )
-    if not dry_run:
-        # Files first: a storage error leaves the rows, so the next prune finds them again
-        # (rows deleted first would leave objects nothing points to).
-        for run_id, count in files.items():
-            if count:
-                await asyncio.to_thread(store.delete_prefix, f"{run_id}/")
+        return await repo.finished_before(conn, before=before, limit=limit)
+
+
+async def prune_selected(
+    run_ids: list[uuid.UUID], *, before: datetime, older_than: str
+) -> PruneReport:
+    """Prune each run on its own: under its row lock, re-check that it finished before
+    `before` and that nothing of it runs, delete its rows and record its files for
+    deletion (one transaction), then delete the files. A run resumed or finished again
+    since it was selected is left alone; the report counts only what was deleted."""
+    store = artifact_store()
+    report = PruneReport(
+        dry_run=False, older_than=older_than, before=before,
+        runs=0, steps=0, attempts=0, artifact_dirs=0, artifacts=0,
+    )  # fmt: skip
+    await _delete_leftover_files(store)
+    for run_id in run_ids:
         async with get_engine().begin() as conn:
-            await repo.delete_runs(conn, run_ids=[run_id for run_id, _, _ in found])
-        log.info("runs_pruned", runs=len(found), before=before.isoformat())
-    return PruneReport(
-        dry_run=dry_run,
-        older_than=older_than,
-        before=before,
-        runs=len(found),
-        steps=sum(s for _, s, _ in found),
-        attempts=sum(a for _, _, a in found),
-        artifact_dirs=sum(1 for count in files.values() if count),
-        artifacts=sum(files.values()),
-    )
+            pruned = await repo.prune_run(conn, run_id=run_id, before=before, prefix=f"{run_id}/")
+        if pruned is None:
+            continue
+        report.runs += 1
+        report.steps += pruned.steps
+        report.attempts += pruned.attempts
+        deleted = await _delete_files(store, pruned.deletion_id, f"{run_id}/")
+        report.artifact_dirs += 1 if deleted else 0
+        report.artifacts += deleted
+    if report.runs:
+        log.info("runs_pruned", runs=report.runs, before=before.isoformat())
+    return report
+
+
+async def _delete_files(store: ArtifactStore, deletion_id: int, prefix: str) -> int:
+    """Delete the files under `prefix`, then forget the recorded deletion; returns how many
+    were deleted. A storage error leaves the record for the next prune."""
+    try:
+        keys = await asyncio.to_thread(store.keys, prefix)
+        await asyncio.to_thread(store.delete_prefix, prefix)
+    except Exception as exc:
+        log.warning("artifacts_not_deleted", prefix=prefix, error=repr(exc))
+        return 0
+    async with get_engine().begin() as conn:
+        await repo.forget_deletion(conn, deletion_id=deletion_id)
+    return len(keys)
+
+
+async def _delete_leftover_files(store: ArtifactStore) -> None:
+    """Files of runs pruned by a prune that stopped before deleting them."""
+    async with get_engine().connect() as conn:
+        leftover = await repo.pending_deletions(conn)
+    for deletion_id, prefix in leftover:
+        await _delete_files(store, deletion_id, prefix)

@@ -18,6 +18,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from db import repository as repo
 from db.engine import get_engine
+from reelflow import messages
 from reelflow.settings import get_settings
 from steps.engine import bridge
 from steps.engine.bridge import WorkerIdentity
@@ -29,10 +30,18 @@ log = structlog.get_logger("reelflow.maintenance")
 
 async def beat(hostname: str, queues: list[str]) -> None:
     assert WorkerIdentity.id is not None
-    async with get_engine().begin() as conn:
-        await repo.beat(
-            conn, worker_id=WorkerIdentity.id, hostname=hostname, pid=os.getpid(), queues=queues
-        )
+    rejected = messages.drain_rejections()
+    try:
+        async with get_engine().begin() as conn:
+            await repo.beat(
+                conn, worker_id=WorkerIdentity.id, hostname=hostname, pid=os.getpid(),
+                queues=queues,
+            )  # fmt: skip
+            for reason, n in rejected.items():  # messages this worker refused since
+                await repo.bump_counter(conn, name="messages_rejected", label=reason, by=n)
+    except BaseException:
+        messages.restore_rejections(rejected)
+        raise
 
 
 async def forget() -> None:

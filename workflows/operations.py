@@ -117,6 +117,7 @@ async def resume_run(
         run, rows = await _load_idle(conn, run_id, allowed=RUN_RESUMABLE, verb="resume")
         if dry_run:
             return await _plan(conn, run, "resume")
+        await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
         workflow = get_workflow(run.workflow)
         reset = [r.key for r in rows if r.status in STEP_RESUMABLE]
         generation = await dispatch.reset_steps(
@@ -146,6 +147,7 @@ async def retry_step(
         remap = {m for m, node in workflow.mapped_steps.items() if node.source in below | {name}}
         if dry_run:
             return await _plan(conn, run, "retry", forced={key}, names=below, remap=remap)
+        await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
         # As a resume would, every failed or cancelled step runs again, except the items of
         # the maps that expand again (they are superseded instead).
         keys = [key, *(r.key for r in rows if r.status in STEP_RESUMABLE and r.step not in remap)]

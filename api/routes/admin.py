@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Actor
-from api.problems import documented
+from api.problems import GUARDED, documented
 from workflows.history import PruneReport, prune
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=documented(422, 500))
+router = APIRouter(prefix="/admin", tags=["admin"], responses=documented(422, 500, 503))
 
 
-@router.post("/prune", response_model=PruneReport, responses=documented(401, 429))
+@router.post("/prune", response_model=PruneReport, responses=GUARDED)
 async def prune_runs(
     actor: Actor,
     older_than: Annotated[str, Query(pattern=r"^\d{1,6}[smhdw]$", examples=["30d"])] = "30d",

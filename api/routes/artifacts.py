@@ -18,7 +18,7 @@ from db import repository as repo
 from reelflow.errors import ArtifactNotFound
 from reelflow.storage import ArtifactMissing, LocalStore, artifact_store
 
-router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500))
+router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500, 503))
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

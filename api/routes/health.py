@@ -24,7 +24,7 @@ from reelflow import broker
 from reelflow.celery_app import QUEUES
 from reelflow.settings import get_settings
 
-router = APIRouter(tags=["operations"], responses=documented(500))
+router = APIRouter(tags=["operations"], responses=documented(500, 503))
 
 
 async def _database(timeout: float) -> CheckOut:
@@ -133,6 +133,7 @@ class _Snapshot(Collector):
         for name, doc in (
             ("deliveries_ignored", "Deliveries that changed nothing, by reason"),
             ("runs_requeued", "Runs the reconciler dispatched again, by reason"),
+            ("messages_rejected", "Messages workers refused as malformed or unroutable"),
         ):
             family = CounterMetricFamily(f"reelflow_{name}", doc, labels=["reason"])
             for (counter, label), value in sorted(counts.items()):

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import Actor, Conn
-from api.problems import documented
+from api.problems import GUARDED, documented
 from api.schemas import (
     AttemptOut,
     PlanOut,
@@ -36,9 +37,7 @@ from workflows import operations
 from workflows.operations import Plan
 from workflows.watch import RunWatcher
 
-router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500))
-#: What a mutating operation may also answer (401 only when API_TOKEN is set: see api.app).
-GUARDED = documented(401, 429)
+router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500, 503))
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}(:?\d{2})?)?")
 
@@ -50,7 +49,16 @@ def _iso_only(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_iso_only)]
+def storable(value: datetime) -> datetime:
+    """A moment PostgreSQL (through its driver) can take: its UTC time must be a valid
+    date. Year 1 at +14:00 is in year 0, and 9999-12-31 at -14:00 in year 10000."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is outside the dates that can be stored (years 1 to 9999, UTC)") from None
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(storable)]
 StepKey = Annotated[str, Path(max_length=200, pattern=r"^[^\x00]+$", examples=["c[2]"])]
 
 
@@ -62,8 +70,8 @@ def _cursor(run: RunSummary) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         at, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), uuid.UUID(run_id)
-    except (ValueError, UnicodeDecodeError):
+        return storable(datetime.fromisoformat(at)), uuid.UUID(run_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
         raise InvalidParams(
             "cursor is not one this API returned", [{"field": "cursor", "message": "invalid"}]
         ) from None

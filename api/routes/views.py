@@ -17,7 +17,7 @@ from reelflow import broker
 from reelflow.celery_app import QUEUES
 from reelflow.settings import get_settings
 
-router = APIRouter(responses=documented(500))
+router = APIRouter(responses=documented(500, 503))
 
 
 @router.get(

@@ -8,7 +8,7 @@ from api.problems import documented
 from api.schemas import StepInfo, WorkflowOut
 from workflows.registry import WORKFLOWS
 
-router = APIRouter(tags=["workflows"], responses=documented(500))
+router = APIRouter(tags=["workflows"], responses=documented(500, 503))
 
 
 @router.get("/workflows", response_model=list[WorkflowOut])

@@ -14,6 +14,13 @@ from db.repository.outbox import (
     mark_intent,
     postpone_intent,
 )
+from db.repository.prune import (
+    PrunedRun,
+    finished_before,
+    forget_deletion,
+    pending_deletions,
+    prune_run,
+)
 from db.repository.reconcile import (
     database_now,
     dead_running_steps,
@@ -27,10 +34,8 @@ from db.repository.runs import (
     active_runs,
     add_event,
     create_run,
-    delete_runs,
     fail_run,
     find_by_key,
-    finished_before,
     get_run,
     latest_changes,
     list_runs,
@@ -58,6 +63,7 @@ from db.repository.views import run_events, step_progress, workers_with_steps
 from db.repository.workers import beat, forget_worker, live_workers
 
 __all__ = [
+    "PrunedRun",
     "active_runs",
     "add_event",
     "add_intent",
@@ -70,10 +76,10 @@ __all__ = [
     "create_run",
     "database_now",
     "dead_running_steps",
-    "delete_runs",
     "fail_run",
     "find_by_key",
     "finished_before",
+    "forget_deletion",
     "forget_worker",
     "get_attempts",
     "get_run",
@@ -91,8 +97,10 @@ __all__ = [
     "mark_queued",
     "open_steps",
     "orphan_pending_runs",
+    "pending_deletions",
     "ping",
     "postpone_intent",
+    "prune_run",
     "release_advisory_lock",
     "renew_budgets",
     "require_run",

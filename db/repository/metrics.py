@@ -37,10 +37,10 @@ async def counters(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     return {(n, label): int(v) for n, label, v in await conn.execute(stmt)}
 
 
-async def bump_counter(conn: AsyncConnection, *, name: str, label: str) -> None:
-    """Add one to an engine counter."""
-    stmt = pg_insert(counter_table).values(name=name, label=label, value=1)
+async def bump_counter(conn: AsyncConnection, *, name: str, label: str, by: int = 1) -> None:
+    """Add `by` (one) to an engine counter."""
+    stmt = pg_insert(counter_table).values(name=name, label=label, value=by)
     stmt = stmt.on_conflict_do_update(
-        index_elements=["name", "label"], set_={"value": counter_table.c.value + 1}
+        index_elements=["name", "label"], set_={"value": counter_table.c.value + by}
     )
     await conn.execute(stmt)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db.records import NewStep, RunRecord
 from db.repository.tables import events, runs
 from db.repository.tables import steps as step_table
-from db.states import RUN_LIVE, RUN_TERMINAL, RunStatus, run_sources, sql_in, values
+from db.states import RUN_LIVE, RunStatus, run_sources, values
 from reelflow.errors import RunNotFound
 
 
@@ -225,42 +225,6 @@ async def add_event(
 
 async def ping(conn: AsyncConnection) -> None:
     await conn.execute(text("SELECT 1"))
-
-
-async def finished_before(
-    conn: AsyncConnection, *, before: datetime, limit: int = 10_000
-) -> list[tuple[uuid.UUID, int, int]]:
-    """Runs that finished (succeeded, failed, cancelled) before `before`, oldest first:
-    (run id, its steps, its attempts)."""
-    rows = await conn.execute(
-        text(
-            f"""
-            SELECT r.id,
-                   (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id) AS steps,
-                   (SELECT count(*) FROM step_attempts a WHERE a.run_id = r.id) AS attempts
-            FROM workflow_runs r
-            WHERE r.finished_at < :before AND r.status IN {sql_in(RUN_TERMINAL)}
-            ORDER BY r.finished_at
-            LIMIT :limit
-            """
-        ),
-        {"before": before, "limit": limit},
-    )
-    return [(r.id, int(r.steps), int(r.attempts)) for r in rows]
-
-
-async def delete_runs(conn: AsyncConnection, *, run_ids: Sequence[uuid.UUID]) -> int:
-    """Delete runs with their steps, attempts, events and intents (the foreign keys cascade;
-    attempts go by their step)."""
-    if not run_ids:
-        return 0
-    result = await conn.execute(
-        text(
-            "DELETE FROM workflow_runs WHERE id = ANY(:ids) AND status IN " + sql_in(RUN_TERMINAL)
-        ),
-        {"ids": list(run_ids)},
-    )
-    return int(result.rowcount)
 
 
 async def latest_changes(

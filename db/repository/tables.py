@@ -7,6 +7,7 @@ from typing import cast
 from sqlalchemy import Table
 
 from db.models import (
+    ArtifactDeletion,
     DispatchIntent,
     EngineCounter,
     RunEvent,
@@ -23,3 +24,4 @@ events = cast(Table, RunEvent.__table__)
 intents = cast(Table, DispatchIntent.__table__)
 workers = cast(Table, WorkerHeartbeat.__table__)
 counters = cast(Table, EngineCounter.__table__)
+deletions = cast(Table, ArtifactDeletion.__table__)

@@ -24,16 +24,24 @@ def api(
     from reelflow.logs import configure_logging
     from reelflow.settings import get_settings
 
+    if host:  # the app decides which Host names it answers to from where it listens
+        os.environ["API_HOST"] = host
+        get_settings.cache_clear()
     settings = get_settings()
     configure_logging(settings, force=True)
+    proxies = settings.trusted_proxies.strip()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
-        host=host or settings.api_host,
+        host=settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's lines go through reelflow's formatter
         access_log=False,  # the API logs each request itself, with its request id
+        # X-Forwarded-For names the client only when a trusted proxy sent it; by default
+        # no forwarding header is believed (uvicorn's own default trusts 127.0.0.1).
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
     )
 
 

@@ -17,7 +17,7 @@ import structlog
 
 from db import outcomes
 from db.engine import driver_connection, drop_driver_connection, forget_engines
-from steps.engine.retry import db_retry, is_transient_db_error
+from db.errors import db_retry, is_unavailable
 
 T = TypeVar("T")
 log = structlog.get_logger("reelflow.runtime")
@@ -74,7 +74,7 @@ def run_db(fn: Any, /, **kwargs: Any) -> Any:
     try:
         return _call(fn, kwargs)
     except Exception as exc:
-        if not is_transient_db_error(exc):
+        if not is_unavailable(exc):
             raise
         log.warning("db_retrying", error=repr(exc))
     return _retrying_call(fn, kwargs)

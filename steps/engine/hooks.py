@@ -15,7 +15,7 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
-from reelflow import tracing
+from reelflow import broker, tracing
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
 from reelflow.storage import sweep_scratch
@@ -40,6 +40,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     bridge.run(_check_schema())  # refuse to start on a database behind head
     if settings.broker_kind == "redis":
         _check_visibility_timeout(settings.visibility_timeout_seconds)
+    else:
+        broker.declare_dead_letter_queue()  # where refused messages go
     # What attempts killed with their worker left behind (older than any step may run).
     sweep_scratch(
         settings.scratch_dir, older_than_s=max(86_400, settings.visibility_timeout_seconds)

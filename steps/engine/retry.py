@@ -1,7 +1,7 @@
 """Retry policies as values: how many attempts, how long between them, which errors count.
 
 Step retries are Celery retries (a new message after a countdown), so the policy computes
-the countdown; database writes from workers retry in-process with tenacity.
+the countdown; database writes from workers retry in-process with tenacity (`db.errors`).
 """
 
 from __future__ import annotations
@@ -10,17 +10,7 @@ import math
 import random
 from dataclasses import dataclass
 
-import asyncpg
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from tenacity import (
-    retry as tenacity_retry,
-)
-from tenacity import (
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from reelflow.errors import PermanentStepError, TransientStepError
 
@@ -62,29 +52,3 @@ def broker_countdown(countdown: float, *, whole_seconds: bool) -> float:
     """The countdown the broker can honour. RabbitMQ's native delayed delivery (quorum
     queues) counts whole seconds from 1 up, and refuses anything shorter."""
     return float(max(1, math.ceil(countdown))) if whole_seconds else countdown
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError, asyncpg.InterfaceError)):
-        return True
-    if isinstance(
-        exc,
-        (
-            asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-        ),
-    ):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (ConnectionError, OSError, TimeoutError))
-
-
-#: Database writes from workers: ride out a restart or failover of PostgreSQL (bounded).
-db_retry = tenacity_retry(
-    retry=retry_if_exception(is_transient_db_error),
-    wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
-    stop=stop_after_delay(120),
-    reraise=True,
-)

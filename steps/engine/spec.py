@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,32 @@ def build_kwargs(
 
 
 # Step keys: a single step's key is its name; a map item's is `name[index]`.
+
+KEY_MAX = 200
+
+
+def check_message_args(args: list[Any], kwargs: dict[str, Any]) -> str | None:
+    """Why a step's (or an expander's) message arguments are not `(run_id, key,
+    generation)`, or None: a malformed message is refused before it reaches the engine."""
+    if kwargs:
+        return "takes no keyword arguments"
+    if not 2 <= len(args) <= 3:
+        return f"takes (run_id, key, generation), got {len(args)} arguments"
+    run_id, key = args[0], args[1]
+    generation = args[2] if len(args) == 3 else -1
+    if not isinstance(run_id, str):
+        return "run_id is not a string"
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        return "run_id is not a UUID"
+    if not isinstance(key, str) or not 0 < len(key) <= KEY_MAX or "\x00" in key:
+        return "the step key is not a short string"
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        return "the generation is not an integer"
+    if not -1 <= generation < 2**31:
+        return "the generation is out of range"
+    return None
 
 
 def item_key(step: str, index: int) -> str:

@@ -34,7 +34,14 @@ from steps.engine.context import StepContext
 from steps.engine.lease import Heartbeat, Lease, dead_local_owner
 from steps.engine.monitor import announce
 from steps.engine.retry import DEFAULT_POLICY, RetryPolicy, broker_countdown
-from steps.engine.spec import StepSpec, build_kwargs, index_of_key, read_signature
+from steps.engine.spec import (
+    StepSpec,
+    build_kwargs,
+    check_message_args,
+    index_of_key,
+    read_signature,
+    step_of_key,
+)
 
 log = structlog.get_logger("reelflow.step")
 F = TypeVar("F", bound=Callable[..., BaseModel])
@@ -99,6 +106,14 @@ class StepTask(Task):  # type: ignore[type-arg]
     spec: StepSpec
     acks_late = True
     reject_on_worker_lost = True
+    def check_message(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+        """Why the worker's consumer must refuse a message for this step, or None: its
+        arguments are not (run_id, key, generation), or the key is another step's (a
+        forged message must not run this step's code on another step's row)."""
+        problem = check_message_args(args, kwargs)
+        if problem is None and step_of_key(args[1]) != self.spec.name:
+            problem = f"key {args[1]!r} is not a key of step {self.spec.name}"
+        return problem
 
     def _owner(self) -> str:
         return f"{self.request.hostname or 'local'}/{os.getpid()}"
@@ -126,6 +141,10 @@ class StepTask(Task):  # type: ignore[type-arg]
         )
 
     def execute_step(self, run_id: uuid.UUID, key: str, generation: int) -> None:
+        if step_of_key(key) != self.spec.name:  # the consumer refuses these; never run one
+            log.warning("step_key_mismatch", run_id=str(run_id), step_key=key)
+            bridge.count_ignored("not_runnable")
+            raise Ignore()
         attributes = {
             **tracing.run_attributes(run_id, key),
             "reelflow.generation": generation,

@@ -18,7 +18,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def client(api: ApiProcess) -> httpx.Client:
-    return httpx.Client(base_url=api.url, timeout=15)
+    return api.client(timeout=15)
 
 
 def wait_status(client: httpx.Client, run_id: str, wanted: set[str], timeout: float = 60) -> dict:

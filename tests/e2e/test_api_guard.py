@@ -27,7 +27,7 @@ def guarded(
     proc = ApiProcess({**env, "API_TOKEN": TOKEN}, Path(tmp_path_factory.mktemp("api")) / "log")
     proc.start()
     try:
-        yield httpx.Client(base_url=proc.url, timeout=15)
+        yield proc.client(timeout=15)
     finally:
         proc.stop()
 

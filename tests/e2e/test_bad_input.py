@@ -5,6 +5,7 @@ this test checks the table and the behaviour together."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import time
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from tests.support import ROOT, ApiProcess
 
 MISSING = "00000000-0000-0000-0000-000000000000"
+EDGE_CURSOR = base64.urlsafe_b64encode(f"9999-12-31T23:59:59-14:00|{MISSING}".encode()).decode()
 #: name -> (method, path, request kwargs, status, problem code)
 KEY = "bad-input-fixture"  # the fixture run's Idempotency-Key
 CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
@@ -148,6 +150,28 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
     "page size out of range": ("GET", "/runs?limit=0", {}, 422, "validation_error"),
     "forged cursor": ("GET", "/runs?cursor=bm90LWEtY3Vyc29y", {}, 422, "invalid_params"),
     "unknown status filter": ("GET", "/runs?status=sideways", {}, 422, "validation_error"),
+    "date before the calendar's start in UTC": (
+        "GET",
+        "/runs?created_after=0001-01-01T00:00:00%2B14:00",
+        {},
+        422,
+        "validation_error",
+    ),
+    "date past the calendar's end in UTC": (
+        "GET",
+        "/runs?created_before=9999-12-31T23:59:59-14:00",
+        {},
+        422,
+        "validation_error",
+    ),
+    "cursor at a calendar edge": ("GET", f"/runs?cursor={EDGE_CURSOR}", {}, 422, "invalid_params"),
+    "cross-origin POST": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "probe"}, "headers": {"Origin": "http://evil.example"}},
+        403,
+        "cross_origin_refused",
+    ),
     "unknown route": ("GET", "/nope", {}, 404, "not_found"),
     "wrong method": ("DELETE", "/runs", {}, 405, "method_not_allowed"),
 }
@@ -155,7 +179,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
 
 @pytest.fixture(scope="module")
 def client(api: ApiProcess) -> httpx.Client:
-    return httpx.Client(base_url=api.url, timeout=30)
+    return api.client(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +234,24 @@ def test_the_readme_lists_every_case() -> None:
     rows = dict(re.findall(r"^\| ([^|`]+?) \| (\d{3}) `[a-z_]+` \|", readme, flags=re.M))
     for name, (_, _, _, status, _) in CASES.items():
         assert rows.get(name) == str(status), f"README bad-input table: {name} -> {status}"
+
+
+EDGES = [
+    "created_after=0001-01-01T00:00:00%2B14:00",
+    "created_before=0001-01-01T09:59:59%2B10:00",
+    "created_before=9999-12-31T23:59:59-14:00",
+    "created_after=9999-12-31T23:00:00-01:00",
+    f"cursor={EDGE_CURSOR}",
+    "cursor=" + base64.urlsafe_b64encode(f"0001-01-01T00:00:00+14:00|{MISSING}".encode()).decode(),
+]
+
+
+def test_calendar_edges_answer_422_on_a_kept_alive_connection(client: httpx.Client) -> None:
+    """Dates PostgreSQL's driver cannot take are refused at the edge, never a 500, and the
+    connection stays open for the next request."""
+    for query in EDGES:
+        answer = client.get(f"/runs?{query}")
+        assert answer.status_code == 422, (query, answer.text)
+        assert answer.headers.get("connection", "").lower() != "close", query
+    assert client.get("/runs?created_after=0001-01-02T00:00:00Z").status_code == 200
+    assert client.get("/runs?created_before=9999-12-30T00:00:00Z").status_code == 200

@@ -37,7 +37,7 @@ def stack(
     worker.start()
     api.start()
     try:
-        yield httpx.Client(base_url=api.url, timeout=30), own_redis
+        yield api.client(timeout=30), own_redis
     finally:
         api.stop()
         worker.stop()

@@ -35,7 +35,7 @@ def _finished_run(client: httpx.Client, **params: object) -> str:
 async def test_attempts_name_their_step_and_the_operator_queries_use_indexes(
     api: ApiProcess,
 ) -> None:
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with api.client(timeout=30) as client:
         run_id = _finished_run(client, width=2)
     steps = await _sql("SELECT step_key, step FROM step_attempts WHERE run_id = :r", r=run_id)
     assert {(s["step_key"], s["step"]) for s in steps} >= {("c[0]", "c"), ("c[1]", "c"), ("a", "a")}
@@ -67,7 +67,7 @@ async def test_attempts_name_their_step_and_the_operator_queries_use_indexes(
 async def test_prune_deletes_old_finished_runs_after_a_dry_run(
     api: ApiProcess, env: dict[str, str]
 ) -> None:
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with api.client(timeout=30) as client:
         old, recent = _finished_run(client, width=1), _finished_run(client, width=1)
         folder = Path(env["ARTIFACT_ROOT"]) / old
         folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ import json
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support import ApiProcess, WorkerProcess
@@ -31,7 +30,7 @@ def _lines(text: str) -> list[dict[str, Any]]:
 def test_every_line_is_structured_and_carries_its_context(
     api: ApiProcess, worker: WorkerProcess
 ) -> None:
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with api.client(timeout=30) as client:
         created = client.post(
             "/runs",
             json={"workflow": "probe", "params": {"width": 2, "max_attempts": 1},

@@ -45,7 +45,7 @@ def test_every_answer_is_documented_and_only_those(doc: dict[str, Any]) -> None:
 
 
 def test_dry_runs_answer_200_with_the_plan(api: ApiProcess) -> None:
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with api.client(timeout=30) as client:
         run_id = client.post("/runs", json={"workflow": "probe", "params": {"width": 1}}).json()
         run_id = run_id["id"]
         for _ in range(300):

@@ -146,7 +146,7 @@ def _run_to_success(client: httpx.Client, body: dict[str, Any]) -> str:
 def test_one_trace_from_post_runs_through_every_step(
     traced: ApiProcess, collector: Collector
 ) -> None:
-    client = httpx.Client(base_url=traced.url, timeout=30)
+    client = traced.client(timeout=30)
     run_id = _run_to_success(client, {"workflow": "probe", "params": {"width": 3}})
     keys = {s["key"] for s in client.get(f"/runs/{run_id}/steps").json()}
     assert keys == {"a", "b", "c[0]", "c[1]", "c[2]", "d", "e"}
@@ -197,7 +197,7 @@ def test_one_trace_from_post_runs_through_every_step(
 def test_a_retried_attempt_is_an_error_span_in_the_same_trace(
     traced: ApiProcess, collector: Collector
 ) -> None:
-    client = httpx.Client(base_url=traced.url, timeout=30)
+    client = traced.client(timeout=30)
     body = {"workflow": "probe", "params": {"width": 2}, "faults": {"c[1]": 1}}
     run_id = _run_to_success(client, body)
 

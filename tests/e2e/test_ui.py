@@ -106,7 +106,7 @@ def test_a_failed_step_is_read_and_retried_live(api: ApiProcess, page: Any) -> N
 def test_a_short_video_runs_page_plays_its_video(
     api: ApiProcess, page: Any, worker: WorkerProcess
 ) -> None:
-    client = httpx.Client(base_url=api.url, timeout=30)
+    client = api.client(timeout=30)
     params = {"length_seconds": 15, "width": 180, "height": 320, "fps": 12, "topic": "bees"}
     run_id = client.post("/runs", json={"workflow": "short_video", "params": params}).json()["id"]
     _wait_status(client, run_id, "succeeded", timeout=180)
@@ -140,9 +140,7 @@ def guarded_api(
 
 
 def test_actions_need_the_token_when_the_api_has_one(guarded_api: ApiProcess, page: Any) -> None:
-    client = httpx.Client(
-        base_url=guarded_api.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
-    )
+    client = guarded_api.client(headers={"Authorization": f"Bearer {TOKEN}"})
     body = {"workflow": "probe", "params": {"width": 1, "max_attempts": 1}, "faults": {"a": 1}}
     run_id = client.post("/runs", json=body).json()["id"]
     _wait_status(client, run_id, "failed")
@@ -164,7 +162,7 @@ def test_actions_need_the_token_when_the_api_has_one(guarded_api: ApiProcess, pa
 
 
 def test_the_runs_table_filters_and_pages(api: ApiProcess, page: Any) -> None:
-    client = httpx.Client(base_url=api.url, timeout=30)
+    client = api.client(timeout=30)
     tag = uuid.uuid4().hex[:6]
     ids = []
     for i in range(200):  # width 0: each finishes in a moment; the first three fail

@@ -27,7 +27,8 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   const token = localStorage.getItem(TOKEN_KEY);
   const sent = { Accept: "application/json", ...headers };
   if (token && method !== "GET") sent.Authorization = `Bearer ${token}`;
-  if (body !== undefined) sent["Content-Type"] = "application/json";
+  // Every change is sent as JSON, a body-less one too: the API refuses form-shaped writes.
+  if (method !== "GET") sent["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method, headers: sent, body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -68,6 +69,7 @@ function h(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    else if (k === "style") el.style.cssText = v;  // CSSOM: allowed by the page's CSP
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const child of children.flat()) {

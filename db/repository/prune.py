@@ -1,0 +1,93 @@
+"""Pruning old runs, one run per transaction under its row lock, so no concurrent
+operation ever sees half of a run: a resume or retry waits for the lock, then finds the
+run gone (404) or untouched."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.repository.tables import attempts, deletions, runs, steps
+from db.states import RUN_TERMINAL, STEP_IN_FLIGHT, sql_in
+
+
+@dataclass(frozen=True)
+class PrunedRun:
+    run_id: uuid.UUID
+    steps: int
+    attempts: int
+    deletion_id: int  # its files, recorded for deletion
+
+
+async def finished_before(
+    conn: AsyncConnection, *, before: datetime, limit: int = 10_000
+) -> list[tuple[uuid.UUID, int, int]]:
+    """Runs that finished (succeeded, failed, cancelled) before `before`, oldest first:
+    (run id, its steps, its attempts). Only a candidate list: `prune_run` decides."""
+    rows = await conn.execute(
+        text(
+            f"""
+            SELECT r.id,
+                   (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id) AS steps,
+                   (SELECT count(*) FROM step_attempts a WHERE a.run_id = r.id) AS attempts
+            FROM workflow_runs r
+            WHERE r.finished_at < :before AND r.status IN {sql_in(RUN_TERMINAL)}
+            ORDER BY r.finished_at
+            LIMIT :limit
+            """
+        ),
+        {"before": before, "limit": limit},
+    )
+    return [(r.id, int(r.steps), int(r.attempts)) for r in rows]
+
+
+async def prune_run(
+    conn: AsyncConnection, *, run_id: uuid.UUID, before: datetime, prefix: str
+) -> PrunedRun | None:
+    """Delete the run (its steps, attempts, events and intents cascade) and record its
+    files for deletion, if, under its row lock, it is still finished before `before` and
+    none of its steps is in flight (a straggler of a failed run may still write). None
+    when it no longer qualifies: it was resumed, finished again, or is gone."""
+    locked = (
+        await conn.execute(
+            select(runs.c.status, runs.c.finished_at).where(runs.c.id == run_id).with_for_update()
+        )
+    ).one_or_none()
+    if locked is None or locked.finished_at is None or locked.finished_at >= before:
+        return None
+    if locked.status not in {s.value for s in RUN_TERMINAL}:
+        return None
+    busy = await conn.execute(
+        select(func.count()).where(
+            steps.c.run_id == run_id, steps.c.status.in_([s.value for s in STEP_IN_FLIGHT])
+        )
+    )
+    if busy.scalar_one():
+        return None
+    n_steps = (
+        await conn.execute(select(func.count()).where(steps.c.run_id == run_id))
+    ).scalar_one()
+    n_attempts = (
+        await conn.execute(select(func.count()).where(attempts.c.run_id == run_id))
+    ).scalar_one()
+    await conn.execute(delete(runs).where(runs.c.id == run_id))
+    deletion_id = (
+        await conn.execute(insert(deletions).values(prefix=prefix).returning(deletions.c.id))
+    ).scalar_one()
+    return PrunedRun(run_id, int(n_steps), int(n_attempts), int(deletion_id))
+
+
+async def pending_deletions(conn: AsyncConnection, *, limit: int = 1000) -> list[tuple[int, str]]:
+    """File deletions recorded by prunes that did not finish them: (id, key prefix)."""
+    rows = await conn.execute(
+        select(deletions.c.id, deletions.c.prefix).order_by(deletions.c.id).limit(limit)
+    )
+    return [(r.id, r.prefix) for r in rows]
+
+
+async def forget_deletion(conn: AsyncConnection, *, deletion_id: int) -> None:
+    await conn.execute(delete(deletions).where(deletions.c.id == deletion_id))

@@ -1,0 +1,104 @@
+"""Secrets never reach a log: a structlog processor that rewrites every string of a line
+(its message, its fields, its rendered traceback) before it is written, whatever wrote it.
+
+Two nets, because a secret can arrive in any shape:
+- the exact values this process knows are secret (the passwords in DATABASE_URL and the
+  broker and Redis URLs, API and metrics tokens, the S3 secret key), wherever they appear;
+- the shapes secrets take in text: `scheme://user:password@host`, `Authorization: Bearer
+  ...` or `Basic ...`, and `password=...` / `"token": "..."` pairs, as reprs and driver
+  messages write them.
+A field whose own name says it holds a secret (`password`, `authorization`, ...) is
+replaced whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+MASK = "***"
+
+_SECRET_NAME = re.compile(
+    r"(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|auth(?:orization)?|credentials?"
+    r"|cookie|session[_-]?id|private[_-]?key|access[_-]?key)",
+    re.IGNORECASE,
+)
+#: Field names that merely contain a secret-ish word but hold none.
+_HARMLESS_NAME = re.compile(r"^(?:token_count|tokens|max_tokens|auth_scheme)$", re.IGNORECASE)
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # scheme://user:password@host -> scheme://user:***@host
+    (re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]*:)[^\s@/'\"]+@"),
+     rf"\g<head>{MASK}@"),
+    # Authorization headers in any spelling: Bearer/Basic/Token credentials
+    (re.compile(r"(?P<head>\b(?:Bearer|Basic|Token|Digest)\s+)[A-Za-z0-9._~+/=:-]{4,}"),
+     rf"\g<head>{MASK}"),
+    # name=value, name: value, 'name': 'value', "name": "value", name='value'
+    (re.compile(
+        r"(?P<head>\b[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
+        r"|authorization)[\w-]*['\"]?\s*[:=]\s*(?:b?['\"])?)(?P<value>[^\s'\",;)}\]&]+)",
+        re.IGNORECASE,
+    ), rf"\g<head>{MASK}"),
+]  # fmt: skip
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in a URL's userinfo, if it has one."""
+    if not url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+class Redactor:
+    """The processor. `secrets`: exact values to mask (short ones are ignored: masking
+    every `a` in a line would hide the line, not a secret)."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        known = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.exact = re.compile("|".join(re.escape(s) for s in known)) if known else None
+
+    def text(self, value: str) -> str:
+        if self.exact is not None:
+            value = self.exact.sub(MASK, value)
+        for pattern, replacement in _PATTERNS:
+            value = pattern.sub(replacement, value)
+        return value
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if depth > 12:
+            return value
+        if isinstance(value, dict):
+            return {k: self.field(k, v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.value(v, depth + 1) for v in value)
+        if isinstance(value, (bytes, bytearray)):
+            return self.text(bytes(value).decode("utf-8", "replace"))
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        return self.text(repr(value))  # rendered by repr anyway: check what will be written
+
+    def field(self, name: Any, value: Any, depth: int = 0) -> Any:
+        if (
+            isinstance(name, str)
+            and value not in (None, "")
+            and _SECRET_NAME.search(name)
+            and not _HARMLESS_NAME.match(name)
+            and isinstance(value, (str, bytes))
+        ):
+            return MASK
+        return self.value(value, depth)
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        for key in list(event):
+            if key.startswith("_"):
+                continue  # structlog's own bookkeeping (the record, the logger)
+            event[key] = self.field(key, event[key])
+        return event
