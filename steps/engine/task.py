@@ -106,6 +106,7 @@ class StepTask(Task):  # type: ignore[type-arg]
     spec: StepSpec
     acks_late = True
     reject_on_worker_lost = True
+
     def check_message(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
         """Why the worker's consumer must refuse a message for this step, or None: its
         arguments are not (run_id, key, generation), or the key is another step's (a
