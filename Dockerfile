@@ -11,6 +11,7 @@ COPY db ./db
 COPY steps ./steps
 COPY workflows ./workflows
 COPY api ./api
+COPY cli ./cli
 RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime

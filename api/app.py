@@ -22,13 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from api import problems, security, ui
-from api.routes import admin, artifacts, health, runs, views, workflows
+from api.routes import admin, artifacts, health, history, runs, steps, workers, workflows
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import logs, tracing
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
-from workflows.watch import RunWatcher
+from workflows.watch.stream import RunWatcher
 
 access_log = structlog.get_logger("reelflow.api.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -141,8 +141,9 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _openapi(app: FastAPI, *, guarded: bool) -> Callable[[], dict[str, Any]]:
-    """The schema says what the API answers: bearer security and 401s only with a token."""
+def _openapi(app: FastAPI, *, guarded: bool, faults: bool) -> Callable[[], dict[str, Any]]:
+    """The schema says what this deployment answers: bearer security and 401s only with a
+    token, and `faults` (a testing aid) only where ALLOW_FAULT_INJECTION accepts it."""
 
     def schema() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -154,6 +155,9 @@ def _openapi(app: FastAPI, *, guarded: bool) -> Callable[[], dict[str, Any]]:
                     for operation in path.values():
                         operation.pop("security", None)
                         operation.get("responses", {}).pop("401", None)
+            if not faults:
+                create = doc.get("components", {}).get("schemas", {}).get("RunCreate", {})
+                create.get("properties", {}).pop("faults", None)
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -186,7 +190,9 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.openapi = _openapi(app, guarded=settings.api_token is not None)  # type: ignore[method-assign]
+    app.openapi = _openapi(  # type: ignore[method-assign]
+        app, guarded=settings.api_token is not None, faults=settings.allow_fault_injection
+    )
     _docs(app)
     problems.install(app)
 
@@ -216,12 +222,8 @@ def create_app() -> FastAPI:
     )
     if _request_id not in logs.ENRICHERS:
         logs.ENRICHERS.append(_request_id)
-    app.include_router(runs.router)
-    app.include_router(artifacts.router)
-    app.include_router(workflows.router)
-    app.include_router(health.router)
-    app.include_router(admin.router)
-    app.include_router(views.router)
+    for module in (runs, steps, history, artifacts, workflows, workers, health, admin):
+        app.include_router(module.router)
     ui.install(app)
     if tracing.install("reelflow-api"):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Self
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from db.records import AttemptRecord, RunRecord, StepRecord
@@ -182,6 +183,40 @@ class WorkflowOut(BaseModel):
     description: str
     steps: list[StepInfo]
     params_schema: dict[str, Any]
+    layout: list[list[str]] = Field(
+        description="the steps in columns, left to right: a step's column is one past the"
+        " columns of the steps it waits for (what it reads, a map's source)"
+    )
+    graph: dict[str, Any] = Field(
+        description="the canvas as a tree: {kind: chain|group|chord|step|map, ...}"
+    )
+
+
+class RunStates(BaseModel):
+    statuses: list[str]
+    terminal: list[str] = Field(description="a run in these has ended")
+    live: list[str] = Field(description="pending or running: its events still come")
+    resumable: list[str] = Field(description="POST /runs/{id}/resume accepts these")
+    retryable: list[str] = Field(description="POST /runs/{id}/steps/{key}/retry accepts these")
+    cancellable: list[str] = Field(description="POST /runs/{id}/cancel accepts these")
+
+
+class StepStates(BaseModel):
+    statuses: list[str]
+    terminal: list[str]
+    in_flight: list[str] = Field(description="in a worker's hands or in the broker")
+    precedence: list[str] = Field(
+        description="how a group of steps (a map's items) is summed up: the first status"
+        " any of them has"
+    )
+
+
+class StatesOut(BaseModel):
+    """The state machines' vocabulary, declared once in the engine (`db/states.py`)."""
+
+    run: RunStates
+    step: StepStates
+    attempt: list[str]
 
 
 class CheckOut(BaseModel):
@@ -217,3 +252,13 @@ class Problem(BaseModel):
     code: str = Field(description="stable machine-readable error code")
     errors: list[dict[str, str]] | None = Field(None, description="one per invalid field")
     run_status: str | None = Field(None, description="the run's state, on 409")
+
+
+def answer(result: RunRecord | Any) -> RunOut | JSONResponse:
+    """What a resume or retry answers: the changed run (202, as declared), or a dry run's
+    plan (200, documented beside it)."""
+    if isinstance(result, RunRecord):
+        return RunOut.of(result)
+    plan = PlanOut(run_id=result.run_id, operation=result.operation, run=result.run,
+                   skip=result.skip)  # fmt: skip
+    return JSONResponse(plan.model_dump(mode="json"), status_code=200)

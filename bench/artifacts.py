@@ -81,7 +81,7 @@ def _one_run(tmp: Path, env: dict[str, str]) -> float:
     """One short_video run with a worker started for these settings; seconds from the
     run's creation to its success."""
     from steps.engine import bridge
-    from workflows.operations import start_run
+    from workflows.runs.operations import start_run
 
     tmp.mkdir(parents=True, exist_ok=True)
     with patched_environment(env):

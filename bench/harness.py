@@ -20,7 +20,7 @@ def servers(tmp: Path) -> Iterator[None]:
     the database migrated to head either way."""
     stops = []
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
-        from reelflow.cli.embedded import start_postgres, start_redis
+        from cli.embedded import start_postgres, start_redis
 
         pg = start_postgres(tmp / "pg")
         rd = start_redis(tmp / "redis", persist=False)
@@ -53,7 +53,7 @@ def bench_environment(
 def _with_worker(tmp: Path, include: str | None, concurrency: int, queues: str) -> Iterator[None]:
 
     log = tmp / "worker.log"
-    from reelflow.cli.processes import stop_groups, worker_args
+    from cli.processes import stop_groups, worker_args
 
     name = f"bench-{os.getpid()}@%h"
     args = worker_args(

@@ -43,7 +43,7 @@ def main() -> None:
 
         from bench.overhead_tasks import CHAIN_LENGTH, FANOUT_WIDTH, noop
         from steps.engine import bridge
-        from workflows.operations import start_run
+        from workflows.runs.operations import start_run
 
         def raw_chain() -> float:
             started = time.perf_counter()

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from reelflow.celery_app import app
 from steps.engine.task import step
-from workflows.registry import register
-from workflows.spec import chain, chord, map
-from workflows.workflow import Workflow
+from workflows.definition.registry import register
+from workflows.definition.spec import chain, chord, map
+from workflows.definition.workflow import Workflow
 
 CHAIN_LENGTH = 200
 FANOUT_WIDTH = 500

@@ -56,7 +56,7 @@ def whole_run(tmp: Path) -> dict[str, object]:
     with bench_environment(tmp, concurrency=2):
         from db.engine import driver_connection
         from steps.engine import bridge
-        from workflows.operations import start_run
+        from workflows.runs.operations import start_run
 
         async def finished(run_id: object) -> str:
             conn = await driver_connection()

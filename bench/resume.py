@@ -100,7 +100,7 @@ def measure(rounds: int) -> dict[str, object]:
     from reelflow.logs import configure_logging
     from reelflow.settings import get_settings
     from steps.engine import bridge
-    from workflows.operations import resume_run
+    from workflows.runs.operations import resume_run
 
     configure_logging(get_settings())
     runs = {n: bridge.run(make_failed_run(n)) for n in (20, 1000)}

@@ -92,8 +92,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, servers(Path(tmp)):
         import subprocess
 
-        from reelflow.cli.embedded import free_port
-        from reelflow.cli.processes import stop_groups
+        from cli.embedded import free_port
+        from cli.processes import stop_groups
 
         port = free_port()
         env = {**os.environ, "RATE_LIMIT": "", "LOG_LEVEL": "WARNING"}

@@ -46,11 +46,6 @@ class ClaimOutcome(StrEnum):
     NOT_RUNNABLE = "not_runnable"  # run over or cancelled; step failed/cancelled/superseded
 
 
-#: Outcomes that leave no row behind and are counted instead (`engine_counters`).
-IGNORED = frozenset({ClaimOutcome.BUSY, ClaimOutcome.STALE, ClaimOutcome.NOT_READY,
-                     ClaimOutcome.NOT_RUNNABLE})  # fmt: skip
-
-
 @dataclass(frozen=True, slots=True)
 class Claim:
     outcome: ClaimOutcome
@@ -63,8 +58,6 @@ class Claim:
     lease_owner: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     item: Any = None
-    #: Attempts of this step that the run asked to fail (fault injection, when allowed).
-    injected_failures: int = 0
     #: Recorded outputs of the dependencies: step name -> [(item_index, output), ...].
     inputs: dict[str, list[tuple[int | None, Any]]] = field(default_factory=dict)
 
@@ -75,7 +68,7 @@ class Claim:
 _CLAIM = f"""
 WITH cur AS (
     SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
-           r.status AS run_status, r.generation, r.params, r.faults ->> $2 AS injected,
+           r.status AS run_status, r.generation, r.params,
            (r.maps ?& $10::text[])
            AND NOT EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = $1
                            AND d.key = ANY($3::text[]) AND d.status <> '{_S.SUCCEEDED}')
@@ -129,7 +122,6 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
        cur.lease_owner, (SELECT attempts FROM claimed) AS claimed_attempt,
        -- params only to a step that reads them: a large blob is not copied to every step
        CASE WHEN EXISTS (SELECT 1 FROM claimed) AND $14 THEN cur.params END AS params,
-       CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN cur.injected END AS injected,
        cur.item,
        CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN (
            SELECT coalesce(jsonb_agg(jsonb_build_array(i.step, i.item_index, i.output)
@@ -198,7 +190,6 @@ async def claim(
             max_attempts=row["max_attempts"],
             params=_loads(row["params"]) or {},
             item=_loads(row["item"]),
-            injected_failures=int(row["injected"] or 0),
             inputs=inputs,
         )
     return Claim(

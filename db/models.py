@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.base import Base
-from db.states import AttemptStatus, RunStatus, StepStatus, sql_in
+from db.states import STEP_IN_FLIGHT, AttemptStatus, RunStatus, StepStatus, sql_in
 
 #: Steps not finished for good: the partial index every completion asks "anything left?".
 OPEN_STEP = f"status NOT IN {sql_in({StepStatus.SUCCEEDED, StepStatus.SUPERSEDED})}"
@@ -55,8 +55,6 @@ class WorkflowRun(Base):
     generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     #: sha256 of the request that created the run, so a reused Idempotency-Key is detected.
     request_hash: Mapped[str | None] = mapped_column(String(64))
-    #: Failures to inject (step key -> attempts that fail); honoured only when allowed.
-    faults: Mapped[dict[str, int] | None] = mapped_column(JSONB)
     #: Maps expanded for the current output of their source: mapped step -> width.
     maps: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -86,7 +84,7 @@ class StepRun(Base):
         Index(
             "ix_step_runs_in_flight",
             "status",
-            postgresql_where=text("status IN ('queued', 'running', 'retrying')"),
+            postgresql_where=text(f"status IN {sql_in(STEP_IN_FLIGHT)}"),
         ),
     )
 
@@ -238,3 +236,16 @@ class ArtifactDeletion(Base):
     #: A key prefix in the artifact store (`<run_id>/`).
     prefix: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class InjectedFault(Base):
+    """A testing aid's own storage: attempts of a step that the run asked to fail
+    (`faults`, accepted only with ALLOW_FAULT_INJECTION). Never read on the claim path."""
+
+    __tablename__ = "injected_faults"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)

@@ -25,7 +25,6 @@ class RunRecord(_Record):
     error: dict[str, Any] | None = None
     generation: int
     request_hash: str | None = None
-    faults: dict[str, int] | None = None
     maps: dict[str, int] = {}
     created_at: datetime
     started_at: datetime | None = None

@@ -109,8 +109,6 @@ STEP_TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
 STEP_CLAIMABLE = frozenset({S.PENDING, S.QUEUED, S.RETRYING})
 #: In somebody's hands (a worker, or a message in the broker).
 STEP_IN_FLIGHT = frozenset({S.QUEUED, S.RUNNING, S.RETRYING})
-#: Part of the run's current shape (superseded map items are history only).
-STEP_LIVE = frozenset(set(S) - {S.SUPERSEDED})
 STEP_CANCELLABLE = frozenset({S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING})
 #: Resume puts these back to pending.
 STEP_RESUMABLE = frozenset({S.FAILED, S.CANCELLED})
@@ -120,6 +118,10 @@ STEP_RESETTABLE = STEP_RESUMABLE | {S.SUCCEEDED, S.PENDING}
 STEP_SUPERSEDABLE = frozenset({S.PENDING, S.SUCCEEDED, S.FAILED, S.CANCELLED})
 #: The reconciler puts these back to pending when their messages or workers are gone.
 STEP_REQUEUABLE = frozenset({S.QUEUED, S.RETRYING, S.RUNNING})
+
+#: How a group of steps (a map's items) reads at a glance: the first of these any has.
+STEP_PRECEDENCE = (S.FAILED, S.RUNNING, S.RETRYING, S.QUEUED, S.PENDING, S.CANCELLED,
+                   S.SUCCEEDED, S.SUPERSEDED)  # fmt: skip
 
 ATTEMPT_OPEN = AttemptStatus.RUNNING
 #: How an attempt can end (every one a label of the attempts counter, zeros included).

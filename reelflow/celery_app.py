@@ -19,8 +19,8 @@ QUEUES = ("default", "gpu")
 #: refused (`reelflow.messages`), kept for an operator to read.
 DEAD_LETTER = "reelflow.dead"
 
-#: The engine's worker side: lifecycle hooks and the `inspect steps` remote command.
-WORKER_MODULES = ["steps.engine.hooks", "steps.engine.inspect"]
+#: The worker's side: its lifecycle (every signal it answers) and `inspect steps`.
+WORKER_MODULES = ["workflows.worker.lifecycle", "workflows.worker.inspect"]
 
 #: Modules whose import registers tasks; the worker imports them at start.
 TASK_MODULES = [
@@ -31,8 +31,7 @@ TASK_MODULES = [
     "steps.short_video.render",
     "steps.short_video.compose",
     "steps.short_video.publish",
-    "workflows.expander",
-    "workflows.maintenance",
+    "workflows.definition.expander",
 ]
 
 
@@ -104,7 +103,8 @@ def celery_config() -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Refuse a poison message (rejected, counted, logged once) instead of dying of it.
         "worker_consumer": "reelflow.messages:GuardedConsumer",
-        "include": [*WORKER_MODULES, *TASK_MODULES],
+        # A deployment's own workflows (WORKFLOW_MODULES) register their steps here too.
+        "include": [*WORKER_MODULES, *TASK_MODULES, *_split(settings.workflow_modules)],
     }
 
 
@@ -112,10 +112,15 @@ app = Celery("reelflow")
 app.add_defaults(celery_config)
 
 
+def _split(names: str) -> list[str]:
+    return [n.strip() for n in names.split(",") if n.strip()]
+
+
 def load_worker_modules() -> None:
     """Import, by name, what a process needs that talks to workers: the step tasks, the
     worker hooks and the `inspect steps` command (whose client side must know it too).
     Named as strings, like Celery's own `include`, so the ground floor imports nothing
     above it."""
-    for module in (*WORKER_MODULES, *TASK_MODULES):
+    extra = _split(get_settings().workflow_modules)
+    for module in (*WORKER_MODULES, *TASK_MODULES, *extra):
         importlib.import_module(module)

@@ -1,4 +1,5 @@
-"""The exception hierarchy. Every error reelflow raises on purpose derives from one root.
+"""The exception hierarchy. Every error reelflow raises on purpose derives from one root;
+the classes defined beside the code that raises them are listed here with their module.
 
 ReelflowError
 ├── ConfigError                 settings missing or invalid
@@ -15,13 +16,24 @@ ReelflowError
 ├── Overloaded                  too many active runs, or a client over its rate (HTTP 429)
 ├── ParamsTooLarge              a run's params over MAX_PARAMS_BYTES (HTTP 413)
 ├── StaleDelivery               a message of an earlier generation of its run
+├── BrokerUnavailable           reelflow.broker: the broker is not answering (HTTP 503)
+├── ArtifactMissing             reelflow.storage: no artifact under that key
+├── DatabaseUnavailable         db.errors: the database is not answering (HTTP 503)
+├── NotDispatchable             workflows.definition.compiler: a step no message can claim
+│   └── StepsRunning            ... only because steps run right now: wait
+├── MapNotReady                 workflows.definition.expander: a map that cannot expand yet
+├── MapSourceInvalid            workflows.definition.expander: its source has no list there
+├── RunStopped                  workflows.definition.expander: cancelled before expanding
+├── CliError                    cli.app: a refusal phrased for the terminal
 └── StepError                   raised by step code
     ├── TransientStepError      worth retrying (the default for unexpected errors is permanent)
     │   └── InjectedFailure     a failure asked for by the run's `faults`
     └── PermanentStepError      never retried
 
-StepStopped (the run was cancelled, or the attempt lost its lease to another) derives from
-BaseException so step code cannot swallow it with `except Exception`.
+Not errors, so not under the root: StepStopped (the run was cancelled, or the attempt lost
+its lease to another) derives from BaseException so step code cannot swallow it with
+`except Exception`; `cli.devstack.Stopped` unwinds `reelflow dev` into its shutdown on a
+signal.
 
 The class docstring is the default message; `code` is stable and shows in API payloads.
 """

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
     ] = Field("superfast", description="libx264 speed/size trade-off for scene segments")
     x264_threads: int = Field(1, ge=0, le=64, description="encoder threads per scene (0: auto)")
+    workflow_modules: str = Field(
+        "",
+        description="Modules that register more workflows (comma-separated, importable by "
+        "the API and the workers)",
+    )
     trends_source: str = Field(
         "builtin", description="builtin, a path to a JSON/CSV file, or an http(s) CSV URL"
     )

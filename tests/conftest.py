@@ -24,6 +24,7 @@ from tests.support import (
     clear_amqp_queues,
     database_url_for,
     migrate,
+    own_redis_db,
     patched_environment,
     reload_celery_app,
     start_embedded_services,
@@ -33,8 +34,8 @@ from tests.support import (
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     db, rd = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
-    if db and rd:
-        yield Services(admin_url=async_database_url(db), redis_url=rd)
+    if db and rd:  # every xdist worker its own Redis database; databases are per module
+        yield Services(admin_url=async_database_url(db), redis_url=own_redis_db(rd))
         return
     services, stop = start_embedded_services(tmp_path_factory.mktemp("services"))
     try:
@@ -106,6 +107,7 @@ def env(
         "LOG_FORMAT": "json",
         "ALLOW_FAULT_INJECTION": "true",
         "RATE_LIMIT": "",  # the suite sends bursts on purpose; test_admission sets its own
+        "WORKFLOW_MODULES": "tests.workflows",  # workflows only the tests run
         # Redis: the broker is REDIS_URL's (a module that swaps REDIS_URL swaps both)
         **({"CELERY_BROKER_URL": broker_url} if broker_url != services.redis_url else {}),
     }
@@ -144,3 +146,16 @@ def api(
         yield proc
     finally:
         proc.stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the summary, nothing more: pgserver's exit handlers (one per embedded
+    PostgreSQL a chaos test started) log a farewell line each, into a stream pytest has
+    already closed. Send late lines to the real stderr, and keep pgserver's notes out."""
+    import logging
+    import sys
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is not sys.__stderr__:
+            handler.setStream(sys.__stderr__)

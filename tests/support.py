@@ -22,11 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cli.processes import stop_groups, worker_args
 from db import repository as repo
 from db.engine import get_engine
 from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RUN_TERMINAL, RunStatus
-from reelflow.cli.processes import stop_groups, worker_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,8 +68,46 @@ on_both_brokers = pytest.mark.parametrize(
 )
 
 
+def xdist_index() -> int:
+    """Which pytest-xdist worker this process is (gw0 -> 0); 0 without xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+def own_redis_db(url: str) -> str:
+    """Each xdist worker its own Redis database (13, 12, 11, ...): modules flush theirs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    index = xdist_index()
+    if not index:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base - index) % 16}"))
+
+
+def _own_vhost(url: str) -> str:
+    """Each xdist worker its own RabbitMQ virtual host, made with rabbitmqctl when this
+    machine runs the broker: the step queues (and pidbox queues) are per worker then."""
+    index = os.environ.get("PYTEST_XDIST_WORKER")
+    if not index or url != DEFAULT_AMQP_URL:
+        return url
+    vhost = f"reelflow-{index}"
+    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",
+                                           ".*"]):  # fmt: skip
+        done = subprocess.run(["rabbitmqctl", "-q", *command], capture_output=True, timeout=60)
+        if done.returncode != 0 and b"already exists" not in done.stderr + done.stdout:
+            raise RuntimeError(f"rabbitmqctl {' '.join(command)}: {done.stderr.decode()}")
+    return f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+
+_vhost_url: str | None = None
+
+
 def amqp_url() -> str | None:
-    """TEST_AMQP_URL, or the machine's RabbitMQ when one answers; None otherwise."""
+    """TEST_AMQP_URL, or the machine's RabbitMQ when one answers (a virtual host per xdist
+    worker); None otherwise."""
+    global _vhost_url
     from kombu import Connection
 
     url = os.environ.get("TEST_AMQP_URL") or DEFAULT_AMQP_URL
@@ -80,7 +118,9 @@ def amqp_url() -> str | None:
         if os.environ.get("TEST_AMQP_URL"):
             raise  # asked for by name: a broken URL is an error, not a skip
         return None
-    return url
+    if _vhost_url is None:
+        _vhost_url = _own_vhost(url)
+    return _vhost_url
 
 
 def clear_amqp_queues(url: str) -> None:
@@ -119,7 +159,7 @@ class S3Server:
     object storage that workers reach over HTTP like any other."""
 
     def __init__(self, log: Path, bucket: str = "reelflow") -> None:
-        from reelflow.cli.embedded import free_port
+        from cli.embedded import free_port
 
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -162,7 +202,7 @@ class S3Server:
 
 
 def start_embedded_services(base: Path) -> tuple[Services, Callable[[], None]]:
-    from reelflow.cli.embedded import start_postgres, start_redis
+    from cli.embedded import start_postgres, start_redis
 
     pg = start_postgres(base / "pg")
     rd = start_redis(base / "redis", persist=False)
@@ -315,7 +355,7 @@ class ApiProcess:
     """The API served by uvicorn in its own process, over real HTTP."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        from reelflow.cli.embedded import free_port
+        from cli.embedded import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import Actor
 from api.problems import GUARDED, documented
-from workflows.history import PruneReport, prune
+from workflows.runs.retention import PruneReport, prune
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=documented(422, 500, 503))
 

@@ -1,4 +1,5 @@
-"""/runs: start, list, inspect, resume, retry, cancel, and follow runs."""
+"""/runs: start, list, read, resume, cancel and follow runs (a run's steps, its history
+and its artifacts have routers of their own)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BeforeValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -19,7 +20,6 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.deps import Actor, Conn
 from api.problems import GUARDED, documented
 from api.schemas import (
-    AttemptOut,
     PlanOut,
     RunCreate,
     RunDetail,
@@ -27,15 +27,14 @@ from api.schemas import (
     RunPage,
     RunSummary,
     StepOut,
+    answer,
 )
 from db import repository as repo
-from db.records import RunRecord
 from db.states import RunStatus, StepStatus
-from reelflow.errors import InvalidParams, StepNotFound
+from reelflow.errors import InvalidParams
 from reelflow.settings import get_settings
-from workflows import operations
-from workflows.operations import Plan
-from workflows.watch import RunWatcher
+from workflows.runs import operations
+from workflows.watch.stream import RunWatcher
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500, 503))
 
@@ -59,7 +58,6 @@ def storable(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(storable)]
-StepKey = Annotated[str, Path(max_length=200, pattern=r"^[^\x00]+$", examples=["c[2]"])]
 
 
 def _cursor(run: RunSummary) -> str:
@@ -146,45 +144,14 @@ async def list_runs(
     return RunPage(items=items, next_cursor=_cursor(items[-1]) if len(runs) > limit else None)
 
 
-async def _run(conn: Conn, run_id: uuid.UUID) -> RunOut:
-    return RunOut.of(await repo.require_run(conn, run_id=run_id))
-
-
 @router.get("/{run_id}", response_model=RunDetail, responses=documented(404))
 async def get_run(run_id: uuid.UUID, conn: Conn) -> RunDetail:
-    run = await _run(conn, run_id)
+    run = RunOut.of(await repo.require_run(conn, run_id=run_id))
     steps = await repo.get_steps(conn, run_id=run_id)
     counted = [s for s in steps if s.status is not StepStatus.SUPERSEDED]
     done = sum(1 for s in counted if s.status is StepStatus.SUCCEEDED)
     detail = {**run.model_dump(), "steps_done": done, "steps_total": len(counted)}
     return RunDetail(**detail, steps=[StepOut.of(s) for s in steps])
-
-
-@router.get("/{run_id}/steps", response_model=list[StepOut], responses=documented(404))
-async def get_steps(run_id: uuid.UUID, conn: Conn) -> list[StepOut]:
-    await _run(conn, run_id)
-    return [StepOut.of(s) for s in await repo.get_steps(conn, run_id=run_id)]
-
-
-@router.get(
-    "/{run_id}/steps/{key}/attempts", response_model=list[AttemptOut], responses=documented(404)
-)
-async def get_attempts(run_id: uuid.UUID, key: StepKey, conn: Conn) -> list[AttemptOut]:
-    """The attempt history of one step: worker, timings, error type, message, traceback."""
-    await _run(conn, run_id)
-    if not any(s.key == key for s in await repo.get_steps(conn, run_id=run_id)):
-        raise StepNotFound(f"run {run_id} has no step {key!r}")
-    return [AttemptOut.of(a) for a in await repo.get_attempts(conn, run_id=run_id, key=key)]
-
-
-def _answer(result: RunRecord | Plan) -> RunOut | JSONResponse:
-    """A changed run (202, as declared), or a dry run's plan (200, documented beside it)."""
-    if isinstance(result, Plan):
-        plan = PlanOut(
-            run_id=result.run_id, operation=result.operation, run=result.run, skip=result.skip
-        )
-        return JSONResponse(plan.model_dump(mode="json"), status_code=200)
-    return RunOut.of(result)
 
 
 @router.post(
@@ -201,24 +168,7 @@ async def resume_run(
     run_id: uuid.UUID, actor: Actor, dry_run: bool = False
 ) -> RunOut | JSONResponse:
     """Run every step that has not succeeded. `dry_run=true` answers with the plan only."""
-    return _answer(await operations.resume_run(run_id, actor=actor, dry_run=dry_run))
-
-
-@router.post(
-    "/{run_id}/steps/{key}/retry",
-    status_code=202,
-    response_model=RunOut,
-    responses={
-        200: {"model": PlanOut, "description": "dry_run=true: the plan, nothing changed"},
-        **documented(404, 409),
-        **GUARDED,
-    },
-)
-async def retry_step(
-    run_id: uuid.UUID, key: StepKey, actor: Actor, dry_run: bool = False
-) -> RunOut | JSONResponse:
-    """Rerun one step and everything downstream of it. `dry_run=true`: the plan only."""
-    return _answer(await operations.retry_step(run_id, key, actor=actor, dry_run=dry_run))
+    return answer(await operations.resume_run(run_id, actor=actor, dry_run=dry_run))
 
 
 @router.post(

@@ -30,7 +30,6 @@ async def create_run(
     params: dict[str, Any],
     idempotency_key: str | None,
     request_hash: str,
-    faults: dict[str, int] | None,
     steps: Sequence[NewStep],
     actor: str,
 ) -> tuple[RunRecord, bool]:
@@ -46,7 +45,6 @@ async def create_run(
             status=RunStatus.PENDING.value,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
-            faults=faults or None,
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(*runs.c)

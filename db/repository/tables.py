@@ -10,6 +10,7 @@ from db.models import (
     ArtifactDeletion,
     DispatchIntent,
     EngineCounter,
+    InjectedFault,
     RunEvent,
     StepAttempt,
     StepRun,
@@ -25,3 +26,4 @@ intents = cast(Table, DispatchIntent.__table__)
 workers = cast(Table, WorkerHeartbeat.__table__)
 counters = cast(Table, EngineCounter.__table__)
 deletions = cast(Table, ArtifactDeletion.__table__)
+faults = cast(Table, InjectedFault.__table__)

@@ -11,9 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelflow.errors import ReelflowError
 
-class ArtifactMissing(Exception):
+
+class ArtifactMissing(ReelflowError):
     """No artifact under that key."""
+
+    code = "artifact_missing"
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ class StepContext:
     #: This attempt's worker-local folder (downloads, files before upload); removed after.
     scratch: Path
     item_index: int | None = None
-    #: Set by the heartbeat when the run was cancelled or this attempt lost its lease.
+    #: Set by the lease renewer when the run was cancelled or this attempt lost its lease.
     stop_requested: Callable[[], bool] = lambda: False
 
     def check_cancelled(self) -> None:

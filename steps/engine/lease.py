@@ -1,4 +1,4 @@
-"""The lease heartbeat: one daemon thread per worker process renews the leases of the
+"""Lease renewal: one daemon thread per worker process renews the leases of the
 attempts running in it, so a step that runs longer than its lease is never taken for dead
 while its worker lives, and a renewal that finds the run cancelled (or the attempt lost)
 flags the lease so the step can stop early."""
@@ -28,10 +28,10 @@ class Lease:
     lost: bool = False
 
 
-class Heartbeat:
+class LeaseRenewer:
     """The renewing thread of this process (one, created on first use after fork)."""
 
-    _instance: Heartbeat | None = None
+    _instance: LeaseRenewer | None = None
     _guard = threading.Lock()
 
     def __init__(self, lease_seconds: int) -> None:
@@ -39,14 +39,16 @@ class Heartbeat:
         self.interval = max(1.0, lease_seconds / 3)
         self.leases: dict[tuple[int, int], Lease] = {}
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._loop, name="reelflow-heartbeat", daemon=True)
+        self.thread = threading.Thread(
+            target=self._loop, name="reelflow-lease-renewer", daemon=True
+        )
         self.thread.start()
 
     @classmethod
-    def get(cls, lease_seconds: int) -> Heartbeat:
+    def get(cls, lease_seconds: int) -> LeaseRenewer:
         with cls._guard:
             if cls._instance is None or not cls._instance.thread.is_alive():
-                cls._instance = Heartbeat(lease_seconds)
+                cls._instance = LeaseRenewer(lease_seconds)
             return cls._instance
 
     @classmethod

@@ -44,6 +44,8 @@ class StepSpec:
     wants_ctx: bool = False
     output_type: type[BaseModel] | None = None
     dep_names: tuple[str, ...] = field(default=())
+    #: The params fields the step reads (its params model's), or None: all of them.
+    params_fields: frozenset[str] | None = None
 
     @property
     def single_deps(self) -> list[str]:
@@ -83,6 +85,10 @@ def read_signature(
         many = typing.get_origin(annotation) is list
         deps.append(Dependency(step=pname, many=many, adapter=TypeAdapter(annotation)))
     params = inspect.signature(fn).parameters
+    params_type = hints.get("params")
+    fields = None
+    if isinstance(params_type, type) and issubclass(params_type, BaseModel):
+        fields = frozenset(params_type.model_fields)
     return StepSpec(
         name=name,
         fn=fn,
@@ -96,7 +102,16 @@ def read_signature(
         wants_ctx="ctx" in params,
         output_type=output,
         dep_names=tuple(d.step for d in deps),
+        params_fields=fields,
     )
+
+
+def read_params(spec: StepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The part of the run's params the step reads: the fields of its params model. The
+    workflow validated the whole at start; a step sees only what it declares."""
+    if spec.params_fields is None:
+        return params
+    return {k: v for k, v in params.items() if k in spec.params_fields}
 
 
 def build_kwargs(
@@ -112,7 +127,7 @@ def build_kwargs(
     if spec.wants_ctx:
         kwargs["ctx"] = ctx
     if spec.params_adapter is not None:
-        kwargs["params"] = spec.params_adapter.validate_python(params)
+        kwargs["params"] = spec.params_adapter.validate_python(read_params(spec, params))
     if spec.item_adapter is not None:
         kwargs["item"] = spec.item_adapter.validate_python(item)
     for dep in spec.deps:

@@ -6,11 +6,7 @@ complete or fail. A step function never sets a status, and never sees Celery or 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import time
-import traceback as tb
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,27 +14,22 @@ from typing import Any, TypeVar
 import structlog
 from celery import Task
 from celery.exceptions import Ignore
-from opentelemetry import trace
 from pydantic import BaseModel
 from structlog.contextvars import bound_contextvars
 
-from db import claims, outcomes
+from db import claims
 from db.claims import ClaimOutcome
 from reelflow import tracing
 from reelflow.celery_app import app
-from reelflow.errors import InjectedFailure, PermanentStepError, StepStopped
 from reelflow.settings import get_settings
-from reelflow.storage import artifact_store
 from steps.engine import bridge
-from steps.engine.context import StepContext
-from steps.engine.lease import Heartbeat, Lease, dead_local_owner
+from steps.engine.attempt import run as run_attempt
+from steps.engine.lease import dead_local_owner
 from steps.engine.monitor import announce
-from steps.engine.retry import DEFAULT_POLICY, RetryPolicy, broker_countdown
+from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
 from steps.engine.spec import (
     StepSpec,
-    build_kwargs,
     check_message_args,
-    index_of_key,
     read_signature,
     step_of_key,
 )
@@ -189,123 +180,7 @@ class StepTask(Task):  # type: ignore[type-arg]
                 announce(self, "ignored", reason=claim.outcome.value)
                 raise Ignore()
             with bound_contextvars(attempt=claim.attempt):
-                self._attempt(run_id, key, claim)
-
-    def _attempt(self, run_id: uuid.UUID, key: str, claim: claims.Claim) -> None:
-        settings = get_settings()
-        scratch = settings.scratch_dir
-        spec = self.spec
-        lease = Lease(step_id=claim.step_id, key=key, attempt=claim.attempt)
-        heartbeat = Heartbeat.get(settings.step_lease_seconds)
-        heartbeat.hold(lease)
-        started = time.perf_counter()
-        log.info("step_started", step=spec.name, queue=spec.queue)
-        try:
-            if claim.attempt > claim.max_attempts:  # earlier attempts died with their worker
-                raise PermanentStepError(
-                    f"{key} used up its {claim.max_attempts} attempts: its workers were lost"
-                    " (a step that kills its worker every time is not run forever)"
-                )
-            injected = claim.injected_failures if settings.allow_fault_injection else 0
-            if claim.attempt <= injected:
-                raise InjectedFailure(f"injected failure {claim.attempt} of {injected} for {key}")
-            ctx = StepContext(
-                run_id=run_id,
-                key=key,
-                attempt=claim.attempt,
-                store=artifact_store(),
-                scratch=scratch / str(run_id) / f"{key}.{claim.attempt}",
-                item_index=index_of_key(key),
-                stop_requested=lambda: lease.cancelled or lease.lost,
-            )
-            kwargs = build_kwargs(
-                spec, ctx=ctx, params=claim.params, item=claim.item, inputs=claim.inputs
-            )
-            try:
-                output = spec.fn(**kwargs)
-            finally:
-                shutil.rmtree(ctx.scratch, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    ctx.scratch.parent.rmdir()  # the run's folder, once no attempt uses it
-            if spec.output_type is not None and not isinstance(output, spec.output_type):
-                raise TypeError(f"step {spec.name} returned {type(output).__name__}")
-        except StepStopped:
-            heartbeat.release(lease)
-            log.info("step_cancelled")
-            announce(self, "ignored", reason="cancelled")
-            raise Ignore() from None
-        except Exception as exc:
-            heartbeat.release(lease)
-            self._record_failure(run_id, key, claim, exc)
-            raise  # unreachable: _record_failure raises Retry or re-raises
-        except BaseException:  # SoftTimeLimit's cousins, KeyboardInterrupt, SystemExit
-            heartbeat.release(lease)
-            raise
-        heartbeat.release(lease)
-        with tracing.tracer.start_as_current_span(
-            "reelflow.complete", attributes=tracing.run_attributes(run_id, key, claim.attempt)
-        ) as completing:
-            done = bridge.run_db(
-                outcomes.complete,
-                step_id=claim.step_id,
-                run_id=run_id,
-                attempt=claim.attempt,
-                output=output.model_dump(mode="json"),
-            )
-            completing.set_attribute("reelflow.complete.recorded", done.recorded)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        if not done.recorded:
-            log.warning("step_result_discarded", status=done.status, attempts=done.attempts)
-            announce(self, "ignored", reason="superseded_attempt")
-            raise Ignore()
-        log.info("step_succeeded", duration_ms=elapsed_ms, run_finished=done.run_finished)
-
-    def _record_failure(
-        self, run_id: uuid.UUID, key: str, claim: claims.Claim, exc: Exception
-    ) -> None:
-        retrying = self.spec.retry.is_transient(exc) and claim.attempt < claim.max_attempts
-        span = trace.get_current_span()
-        span.record_exception(exc)
-        span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
-        failure = outcomes.FailureRecord(
-            error_type=type(exc).__name__,
-            message=str(exc)[:4000],
-            traceback="".join(tb.format_exception(exc))[-20000:],
-            retrying=retrying,
-        )
-        recorded, run_failed = bridge.run_db(
-            outcomes.fail,
-            step_id=claim.step_id,
-            run_id=run_id,
-            key=key,
-            attempt=claim.attempt,
-            failure=failure,
-        )
-        if not recorded:
-            log.warning("step_failure_discarded", error_type=failure.error_type)
-            announce(self, "ignored", reason="superseded_attempt")
-            raise Ignore() from exc
-        if retrying:
-            settings = get_settings()
-            countdown = broker_countdown(
-                self.spec.retry.countdown(claim.attempt),
-                whole_seconds=settings.broker_kind == "amqp"
-                and settings.amqp_queue_type == "quorum",
-            )
-            log.warning(
-                "step_retrying",
-                error_type=failure.error_type,
-                error=failure.message,
-                countdown_s=round(countdown, 3),
-            )
-            raise self.retry(exc=exc, countdown=countdown, max_retries=None)
-        log.error(
-            "step_failed",
-            error_type=failure.error_type,
-            error=failure.message,
-            run_failed=run_failed,
-        )
-        raise exc
+                run_attempt(self, self.spec, run_id, key, claim)
 
 
 __all__ = ["STEPS", "StepTask", "step"]

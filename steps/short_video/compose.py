@@ -14,8 +14,7 @@ from typing import Any
 import av
 
 from reelflow.errors import PermanentStepError
-from steps.engine.context import StepContext
-from steps.engine.task import step
+from steps import StepContext, step
 from steps.short_video.models import Script, Segment, ShortVideoParams, VideoOut, VoiceOut
 
 AUDIO_RATE = 48000

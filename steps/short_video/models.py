@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from steps.engine.context import Artifact
+from steps import Artifact
 
 
 class ShortVideoParams(BaseModel):

@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 
 from reelflow.storage import ArtifactStore, publish_store
-from steps.engine.context import Artifact, StepContext, file_digest
-from steps.engine.task import step
+from steps import Artifact, StepContext, file_digest, step
 from steps.short_video.models import Published, Script, ShortVideoParams, VideoOut
 
 

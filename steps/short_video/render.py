@@ -12,9 +12,7 @@ from collections.abc import Callable
 import av
 
 from reelflow.settings import get_settings
-from steps.engine.context import StepContext
-from steps.engine.retry import RetryPolicy
-from steps.engine.task import step
+from steps import RetryPolicy, StepContext, step
 from steps.short_video.frames import ScenePainter, torch_device
 from steps.short_video.models import Scene, Segment, ShortVideoParams
 

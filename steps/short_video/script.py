@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from steps.engine.task import step
+from steps import step
 from steps.short_video.models import (
     Phrase,
     Scene,

@@ -17,8 +17,7 @@ from typing import Any, Protocol
 
 from reelflow.errors import PermanentStepError, TransientStepError
 from reelflow.settings import get_settings
-from steps.engine.retry import RetryPolicy
-from steps.engine.task import step
+from steps import RetryPolicy, step
 from steps.short_video.models import ShortVideoParams, Trend, TrendsOut
 
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.engine.context import StepContext
-from steps.engine.task import step
+from steps import StepContext, step
 from steps.short_video.models import Scene, Script, ShortVideoParams, VoiceOut
 from steps.short_video.speech import RATE, Speaker, find_speaker
 

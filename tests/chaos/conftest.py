@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.cli.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from cli.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from tests import transitions
 from tests.support import (
     DEFAULT_AMQP_URL,
@@ -134,6 +134,7 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         "STALL_AFTER_SECONDS": "6",
         "LOG_FORMAT": "json",
         "ALLOW_FAULT_INJECTION": "true",
+        "WORKFLOW_MODULES": "tests.workflows",
         **({"CELERY_BROKER_URL": amqp} if amqp else {}),
         **{k.upper(): str(v) for k, v in extra.items()},
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reelflow.cli.embedded import EmbeddedRedis, start_redis
+from cli.embedded import EmbeddedRedis, start_redis
 from tests.support import ApiProcess, WorkerProcess
 
 pytestmark = pytest.mark.slow

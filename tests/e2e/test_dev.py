@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from reelflow.cli.embedded import free_port
+from cli.embedded import free_port
 from tests.support import ROOT
 
 pytestmark = pytest.mark.slow

@@ -18,12 +18,12 @@ import httpx
 import pytest
 import redis
 
+from cli.embedded import free_port
+from cli.processes import stop_groups
 from db.states import RunStatus, StepStatus
 from reelflow.celery_app import app
-from reelflow.cli.embedded import free_port
-from reelflow.cli.processes import stop_groups
 from tests.support import ROOT, WorkerProcess, wait_run, wait_step
-from workflows.operations import cancel_run, retry_step, start_run
+from workflows.runs.operations import cancel_run, retry_step, start_run
 
 pytestmark = pytest.mark.slow
 flower = pytest.importorskip("flower", reason="Flower is installed with the test extra")

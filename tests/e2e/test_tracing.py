@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from reelflow.cli.embedded import free_port
+from cli.embedded import free_port
 from tests.support import ApiProcess, WorkerProcess
 
 pytestmark = pytest.mark.slow

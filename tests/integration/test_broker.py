@@ -12,7 +12,7 @@ from reelflow import broker
 from reelflow.celery_app import QUEUES, app
 from reelflow.settings import get_settings
 from tests.support import on_both_brokers, patched_environment
-from workflows.whereabouts import out_there
+from workflows.recovery.whereabouts import out_there
 
 pytestmark = on_both_brokers
 

@@ -26,7 +26,7 @@ from tests.support import (
     wait_run,
     wait_step,
 )
-from workflows.operations import cancel_run, resume_run, retry_step, start_run
+from workflows.runs.operations import cancel_run, resume_run, retry_step, start_run
 
 pytestmark = [pytest.mark.usefixtures("worker"), on_both_brokers]
 

@@ -21,8 +21,8 @@ from tests.support import (
     wait_run,
     wait_step,
 )
-from workflows.canvas import task_id
-from workflows.operations import cancel_run, retry_step, start_run
+from workflows.definition.canvas import task_id
+from workflows.runs.operations import cancel_run, retry_step, start_run
 
 pytestmark = [pytest.mark.usefixtures("worker"), on_both_brokers]
 
@@ -99,7 +99,7 @@ async def test_a_message_whose_inputs_are_not_ready_is_refused(worker: WorkerPro
 
 
 async def test_a_map_grows_with_its_source(worker: WorkerProcess) -> None:
-    run_id = (await start_run("probe", {"width": 3, "grow": 2})).run.id
+    run_id = (await start_run("growing_probe", {"width": 3, "grow": 2})).run.id
     assert (await wait_run(run_id, worker=worker)).status is RunStatus.SUCCEEDED
     await retry_step(run_id, "a", actor="test")  # a's second attempt: b gives 5 new items
     run = await wait_run(run_id, worker=worker)
@@ -114,7 +114,7 @@ async def test_a_map_grows_with_its_source(worker: WorkerProcess) -> None:
 
 
 async def test_a_map_shrinks_with_its_source_and_keeps_the_history(worker: WorkerProcess) -> None:
-    run_id = (await start_run("probe", {"width": 3, "grow": -2})).run.id
+    run_id = (await start_run("growing_probe", {"width": 3, "grow": -2})).run.id
     assert (await wait_run(run_id, worker=worker)).status is RunStatus.SUCCEEDED
     await retry_step(run_id, "a", actor="test")  # b now gives one item
     run = await wait_run(run_id, worker=worker)

@@ -26,8 +26,8 @@ from tests.support import (
     wait_run,
     wait_step,
 )
-from workflows.history import prune
-from workflows.operations import start_run
+from workflows.runs.operations import start_run
+from workflows.runs.retention import prune
 
 pytestmark = [pytest.mark.slow, on_both_brokers]
 

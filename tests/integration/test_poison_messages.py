@@ -23,7 +23,7 @@ from tests.support import (
     step_rows,
     wait_run,
 )
-from workflows.operations import start_run
+from workflows.runs.operations import start_run
 
 pytestmark = [pytest.mark.usefixtures("worker"), on_both_brokers]
 

@@ -18,8 +18,8 @@ from db.engine import get_engine
 from db.states import STEP_IN_FLIGHT, RunStatus
 from reelflow.errors import RunNotFound
 from tests.support import WorkerProcess, run_row, step_rows, wait_run
-from workflows import history
-from workflows.operations import resume_run, start_run
+from workflows.runs import retention as history
+from workflows.runs.operations import resume_run, start_run
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -13,7 +13,7 @@ import pytest
 
 from db.states import RunStatus
 from tests.support import WorkerProcess, attempt_rows, step_rows, wait_run
-from workflows.operations import resume_run, retry_step, start_run
+from workflows.runs.operations import resume_run, retry_step, start_run
 
 pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.slow]
 

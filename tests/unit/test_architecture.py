@@ -1,5 +1,6 @@
 """The folders tell the architecture: imports point one way (edges -> workflows -> steps ->
-db -> ground), no two project modules import each other in a cycle, and modules stay small.
+db -> ground), no two project modules import each other in a cycle, modules stay small and
+folders few-roomed, and stages reach the engine only through `steps`' public face.
 Read from the source with `ast`: every import counts, at module level or inside a function.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("reelflow", "db", "steps", "workflows", "api")
+PACKAGES = ("reelflow", "db", "steps", "workflows", "api", "cli")
 #: Lower floors first; a module may import its own floor and the floors below.
 FLOORS = ("ground", "db", "steps", "workflows", "edges")
 
@@ -34,7 +35,7 @@ MODULES = _modules()
 
 
 def floor(module: str) -> str:
-    if module.startswith(("api", "reelflow.cli")) or module == "reelflow.__main__":
+    if module.startswith(("api", "cli")) or module == "reelflow.__main__":
         return "edges"
     return "ground" if module.startswith("reelflow") else module.split(".")[0]
 
@@ -119,11 +120,14 @@ def test_the_ground_floor_imports_nothing_above_it() -> None:
 
 def test_the_checks_would_catch_a_violation() -> None:
     """The walker sees imports inside functions too (the kind that hid a cycle before)."""
-    source = "def f():\n    from steps.engine import hooks\n"
+    source = "def f():\n    from steps.engine import task\n"
     tree = ast.parse(source)
     seen = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert seen and _resolve("steps.engine.hooks") == "steps.engine.hooks"
-    assert floor("steps.engine.hooks") == "steps" and floor("reelflow.cli.app") == "edges"
+    assert seen and _resolve("steps.engine.task") == "steps.engine.task"
+    assert floor("steps.engine.task") == "steps" and floor("cli.app") == "edges"
+    assert floor("reelflow.settings") == "ground" and floor("workflows.worker.lifecycle") == (
+        "workflows"
+    )
 
 
 @pytest.mark.parametrize("limit", [300])
@@ -131,3 +135,24 @@ def test_modules_stay_small(limit: int) -> None:
     sizes = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
     assert not {m: n for m, n in sizes.items() if n > limit}
     assert statistics.median(sizes.values()) <= 120, statistics.median(sizes.values())
+
+
+def test_no_folder_holds_more_than_twelve_modules() -> None:
+    crowded = {}
+    for package in PACKAGES:
+        for folder in [ROOT / package, *(p for p in (ROOT / package).rglob("*") if p.is_dir())]:
+            if "versions" in folder.parts or "__pycache__" in folder.parts:
+                continue
+            modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+            if len(modules) > 12:
+                crowded[str(folder.relative_to(ROOT))] = len(modules)
+    assert not crowded, crowded
+
+
+def test_stages_use_only_the_engines_public_face() -> None:
+    """A stage imports `steps` (step, StepContext, RetryPolicy, ...), never `steps.engine.*`:
+    the engine can change behind that face."""
+    stages = [m for m in MODULES if m.startswith("steps.") and not m.startswith("steps.engine")]
+    assert "steps.short_video.render" in stages and "steps.probe" in stages
+    reaching = {m: sorted(t for t in GRAPH[m] if t.startswith("steps.engine")) for m in stages}
+    assert not {m: t for m, t in reaching.items() if t}, reaching

@@ -10,9 +10,9 @@ from celery import group
 from celery.canvas import _chain, _chord
 
 from db.states import StepStatus
-from workflows.canvas import task_id
-from workflows.compiler import NotDispatchable, compile_run
-from workflows.registry import get_workflow
+from workflows.definition.canvas import task_id
+from workflows.definition.compiler import NotDispatchable, compile_run
+from workflows.definition.registry import get_workflow
 
 RUN = uuid.UUID("00000000-0000-0000-0000-000000000001")
 

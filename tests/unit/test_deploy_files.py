@@ -110,3 +110,13 @@ def test_settings_docs_are_current() -> None:
     assert env.stdout == (ROOT / ".env.example").read_text(), "regenerate .env.example"
     table = subprocess.run([sys.executable, str(script), "table"], capture_output=True, text=True)
     assert table.stdout.strip() in (ROOT / "README.md").read_text(), "regenerate README table"
+
+
+def test_the_image_copies_every_package_the_wheel_ships() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", DOCKERFILE, flags=re.M))
+    assert packages <= copied, f"COPY into the build stage: {sorted(packages - copied)}"
+    assert set(project["tool"]["mypy"]["packages"]) == packages

@@ -19,8 +19,8 @@ from db.states import (
 )
 from reelflow.errors import InjectedFailure, PermanentStepError
 from steps.engine.retry import RetryPolicy
-from workflows.spec import chain
-from workflows.workflow import Workflow
+from workflows.definition.spec import chain
+from workflows.definition.workflow import Workflow
 
 
 def test_step_lifecycle_moves() -> None:

@@ -18,6 +18,7 @@ import structlog
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db import faults as fault_plans
 from db import repository as repo
 from db.engine import get_engine
 from db.records import OpenStep, RunRecord
@@ -41,9 +42,9 @@ from reelflow.errors import (
     UnknownWorkflow,
 )
 from steps.engine.spec import step_of_key
-from workflows import admission, dispatch, relay
-from workflows.canvas import expander_key, task_id
-from workflows.registry import get_workflow
+from workflows.definition.canvas import expander_key, task_id
+from workflows.definition.registry import get_workflow
+from workflows.runs import admission, dispatch, relay
 
 log = structlog.get_logger("reelflow.operations")
 
@@ -86,7 +87,6 @@ async def start_run(
             params=clean,
             idempotency_key=idempotency_key,
             request_hash=digest,
-            faults=wanted,
             steps=workflow.initial_steps(clean),
             actor=actor,
         )
@@ -99,6 +99,7 @@ async def start_run(
                 )
             intent = await repo.intent_of(conn, run_id=run.id, generation=run.generation)
         else:
+            await fault_plans.plan(conn, run_id=run.id, faults=wanted)
             intent = await dispatch.write_intent(
                 conn, workflow, run, run.generation, reason="created"
             )

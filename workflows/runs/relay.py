@@ -1,7 +1,7 @@
 """The dispatch relay: publishes the outbox's intents and marks them sent.
 
 Every operation that sends messages writes its intent in the transaction that changes the
-run (`workflows.operations`), then calls `publish` once it has committed. If that process
+run (`workflows.runs.operations`), then calls `publish` once it has committed. If that process
 dies first, or the broker does not answer, the intent stays unsent and `publish_due` (run
 every second by every worker, and by `reelflow reconcile`) publishes it. Task ids are
 fixed per (run, step, generation), so publishing an intent twice (a relay that died after

@@ -1,7 +1,7 @@
 """The top-level `reelflow` command: its options, and what every command group shares.
 
-The groups (`reelflow.cli.service`, `reelflow.cli.runs`) register their commands on `app`;
-`reelflow.cli.main` runs it.
+The groups (`cli.service`, `cli.runs`) register their commands on `app`;
+`cli.main` runs it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from reelflow.errors import ReelflowError
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -54,8 +56,10 @@ def _setup(
     configure_logging(settings.model_copy(update={"log_level": level}))
 
 
-class CliError(Exception):
+class CliError(ReelflowError):
     """An error already phrased for the person at the terminal."""
+
+    code = "cli_error"
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -3,8 +3,8 @@
 from steps import probe
 from steps.short_video import compose, publish, render, script, trends, voice
 from steps.short_video.models import ShortVideoParams
-from workflows.spec import chain, chord, map
-from workflows.workflow import Workflow
+from workflows.definition.spec import chain, chord, map
+from workflows.definition.workflow import Workflow
 
 probe_workflow = Workflow(
     name="probe",

@@ -25,11 +25,11 @@ from reelflow.errors import ReelflowError, StaleDelivery, UnknownWorkflow
 from steps.engine import bridge
 from steps.engine.monitor import announce
 from steps.engine.spec import check_message_args
-from workflows.canvas import EXPAND_TASK, expander_key
-from workflows.compiler import compile_node
-from workflows.registry import get_workflow
-from workflows.spec import Chain, Map, Node, walk
-from workflows.workflow import Workflow
+from workflows.definition.canvas import EXPAND_TASK, expander_key
+from workflows.definition.compiler import compile_node
+from workflows.definition.registry import get_workflow
+from workflows.definition.spec import Chain, Map, Node, walk
+from workflows.definition.workflow import Workflow
 
 log = structlog.get_logger("reelflow.expander")
 

@@ -38,10 +38,10 @@ from db.repository.reconcile import RunningStep
 from db.states import RunStatus, StepStatus, run_sources
 from reelflow.errors import InvalidParams, UnknownWorkflow
 from reelflow.settings import get_settings
-from workflows import dispatch, relay
-from workflows.compiler import NotDispatchable, StepsRunning
-from workflows.registry import get_workflow
-from workflows.whereabouts import OutThere, expected_ids, held_tasks, is_dead, out_there
+from workflows.definition.compiler import NotDispatchable, StepsRunning
+from workflows.definition.registry import get_workflow
+from workflows.recovery.whereabouts import OutThere, expected_ids, held_tasks, is_dead, out_there
+from workflows.runs import dispatch, relay
 
 log = structlog.get_logger("reelflow.reconciler")
 ACTOR = "reconciler"
@@ -201,8 +201,9 @@ async def _settle(report: Report, run: RunRecord, statuses: list[StepStatus]) ->
     report.settled[str(run.id)] = final.value
 
 
-#: Errors that no later pass can fix: the run is failed with the reason recorded.
-UNHANDLEABLE = (UnknownWorkflow, InvalidParams, NotDispatchable, KeyError, TypeError, ValueError)
+#: Errors provably the run's own, that no later pass can fix: the run is failed with the
+#: reason recorded. Anything else (a bug, an outage) is logged and tried again next pass.
+UNHANDLEABLE = (UnknownWorkflow, InvalidParams, NotDispatchable)
 
 
 async def _isolated(
@@ -211,6 +212,9 @@ async def _isolated(
     """Handle one run; whatever it raises stays with it."""
     try:
         await handle()
+    except StepsRunning as exc:  # a step started meanwhile: nothing is lost, look again later
+        log.info("run_reconcile_waiting", run_id=str(run_id), detail=str(exc))
+        report.waiting.append(run_id)
     except UNHANDLEABLE as exc:
         reason = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
         log.error("run_unreconcilable", run_id=str(run_id), error=reason)

@@ -14,8 +14,8 @@ from db.records import OpenStep, RunRecord
 from db.repository.reconcile import RunningStep
 from reelflow import broker
 from reelflow.celery_app import QUEUES, app
-from workflows.canvas import expander_key, task_id
-from workflows.registry import get_workflow
+from workflows.definition.canvas import expander_key, task_id
+from workflows.definition.registry import get_workflow
 
 log = structlog.get_logger("reelflow.reconciler")
 

@@ -2,7 +2,7 @@
 worker's heartbeat, publishes due dispatch intents, and takes its turn at reconciling.
 
 So a deployment of the API and workers heals itself, with no process of its own to run.
-Registered by the worker's task imports (`reelflow.celery_app.TASK_MODULES`).
+Started and stopped by the worker's lifecycle (`workflows.worker.lifecycle`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
-from typing import Any
 
 import structlog
-from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from db import repository as repo
 from db.engine import get_engine
@@ -22,8 +19,8 @@ from reelflow import messages
 from reelflow.settings import get_settings
 from steps.engine import bridge
 from steps.engine.bridge import WorkerIdentity
-from workflows import relay
-from workflows.reconciler import reconcile_once
+from workflows.recovery.reconciler import reconcile_once
+from workflows.runs import relay
 
 log = structlog.get_logger("reelflow.maintenance")
 
@@ -89,49 +86,3 @@ class Maintenance(threading.Thread):
             report = bridge.run(reconcile_once())
             if report.requeued or report.failed or report.settled:
                 log.info("reconciled", **report.model_dump(mode="json"))
-
-
-_thread: Maintenance | None = None
-
-
-@worker_init.connect
-def _identify(sender: Any = None, **_: Any) -> None:
-    """Name this worker before its pool forks, so every lease names the worker that holds
-    it, and record a first heartbeat before any task can run."""
-    WorkerIdentity.id = uuid.uuid4().hex
-    hostname = getattr(sender, "hostname", None) or "worker"
-    bridge.run(beat(hostname, _queues(sender)))
-    bridge.run(_dispose())
-
-
-@worker_ready.connect
-def _start(sender: Any = None, **_: Any) -> None:
-    global _thread
-    worker = getattr(sender, "controller", None)
-    hostname = getattr(sender, "hostname", None) or "worker"
-    _thread = Maintenance(hostname, _queues(worker))
-    _thread.start()
-
-
-@worker_shutdown.connect
-def _stop(**_: Any) -> None:
-    if _thread is not None:
-        _thread.stopping.set()
-        _thread.join(timeout=5)
-    try:
-        bridge.run(forget())
-    except Exception as exc:
-        log.warning("worker_not_forgotten", error=repr(exc))
-
-
-def _queues(worker: Any) -> list[str]:
-    try:
-        return sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
-    except Exception:
-        return []
-
-
-async def _dispose() -> None:
-    from db.engine import dispose_engine
-
-    await dispose_engine()  # the parent keeps no connection its pool processes inherit

@@ -2,7 +2,8 @@
 
 `chain`, `group` and `chord` mean what they mean in Celery; `map(step, over="src.field")`
 is a fan-out whose width is known only when `src` has run: one `step` per element of
-`src`'s output field. These are plain data; `workflows.compiler` turns them into a canvas.
+`src`'s output field. These are plain data; `workflows.definition.compiler` turns them
+into a canvas.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import sys
 from typer._click import exceptions as click_errors
 from typer.exceptions import Abort, Exit
 
-from reelflow.cli import runs, service
-from reelflow.cli.app import CliError, app
+from cli import runs, service
+from cli.app import CliError, app
 from reelflow.errors import ReelflowError
 
 COMMAND_GROUPS = (service, runs)  # each registers its commands on `app` when imported

@@ -6,7 +6,7 @@ with a thousand finished steps costs what it costs with twenty. A map whose item
 compiles to an expander task standing in a chain position, in place of the whole top-level
 element that holds the map (for short_video, the chord): Celery refuses `Task.replace`
 inside a chord header, so the expander replaces itself with that element once the items
-exist (see `workflows.expander`).
+exist (see `workflows.definition.expander`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from celery import chord as _chord
 from celery.canvas import _chain
 
 from db.states import STEP_CLAIMABLE, StepStatus
+from reelflow.errors import ReelflowError
 from steps.engine.spec import STEP_TASK_PREFIX
 from steps.engine.task import STEPS
-from workflows.canvas import expander_signature, step_signature
-from workflows.spec import Chain, Chord, Group, Map, Node, StepRef, walk
-from workflows.workflow import Workflow
+from workflows.definition.canvas import expander_signature, step_signature
+from workflows.definition.spec import Chain, Chord, Group, Map, Node, StepRef, walk
+from workflows.definition.workflow import Workflow
 
 
 class RowState(Protocol):
@@ -47,12 +48,16 @@ class Compiled:
     expanders: list[str] = field(default_factory=list)  # maps that will expand
 
 
-class NotDispatchable(ValueError):
+class NotDispatchable(ReelflowError):
     """An open step is in a state no message can claim: the operation must reset it first."""
+
+    code = "not_dispatchable"
 
 
 class StepsRunning(NotDispatchable):
     """The only obstacle is steps running right now: wait for them, never fail the run."""
+
+    code = "steps_running"
 
 
 @dataclass

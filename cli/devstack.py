@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from reelflow.cli.processes import stop_groups, worker_args
+from cli.processes import stop_groups, worker_args
 from reelflow.errors import ConfigError
 from reelflow.settings import Settings
 
@@ -63,7 +63,7 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
     if settings.database_url:
         database_url = settings.database_url
     else:
-        from reelflow.cli.embedded import start_postgres
+        from cli.embedded import start_postgres
 
         pg = start_postgres(home / "pg")
         database_url = pg.url
@@ -71,7 +71,7 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
     if settings.redis_url:
         redis_url = settings.redis_url
     else:
-        from reelflow.cli.embedded import start_redis
+        from cli.embedded import start_redis
 
         rd = start_redis(home / "redis", port=_redis_port(home), persist=True)
         redis_url = rd.url
@@ -112,7 +112,7 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
 
 def _redis_port(home: Path) -> int:
     """The same port as last time, so a restarted stack looks the same from outside."""
-    from reelflow.cli.embedded import free_port
+    from cli.embedded import free_port
 
     marker = home / "redis" / "port"
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,10 @@ def _wait_for_api(stack: Stack, timeout: float = 60) -> None:
 
 
 class Stopped(Exception):
-    """SIGTERM or SIGINT arrived: shut the stack down."""
+    """SIGTERM or SIGINT arrived: shut the stack down.
+
+    Not a ReelflowError: nothing went wrong. The signal handler raises it to unwind the
+    start (wherever it is) into the one shutdown path."""
 
 
 def _raise_stopped(*_: object) -> None:

@@ -13,10 +13,10 @@ from db.states import STEP_RESETTABLE, RunStatus, StepStatus
 from reelflow import tracing
 from reelflow.settings import get_settings
 from steps.engine.spec import step_of_key
-from workflows import relay
-from workflows.compiler import NotDispatchable, StepsRunning, compile_run
-from workflows.registry import get_workflow
-from workflows.workflow import Workflow
+from workflows.definition.compiler import NotDispatchable, StepsRunning, compile_run
+from workflows.definition.registry import get_workflow
+from workflows.definition.workflow import Workflow
+from workflows.runs import relay
 
 
 async def reset_steps(

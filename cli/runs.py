@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from reelflow.cli import output
-from reelflow.cli.app import CliError, JsonOpt, app, parse_param, parse_run_id, run_async
+from cli import output
+from cli.app import CliError, JsonOpt, app, parse_param, parse_run_id, run_async
 
 
 @app.command("run")
@@ -29,7 +29,7 @@ def run_cmd(
 ) -> None:
     """Start a run."""
     from api.schemas import RunOut
-    from workflows.operations import start_run
+    from workflows.runs.operations import start_run
 
     params = dict(parse_param(p) for p in param or [])
     faults = {}
@@ -49,7 +49,7 @@ def run_cmd(
         return
     # The id first, before anything can go wrong: Ctrl-C during the wait loses nothing.
     typer.echo(f"run {run_id} {result.run.status.value}: `reelflow show {run_id}`", err=as_json)
-    from reelflow.cli.follow import follow, published_video
+    from cli.follow import follow, published_video
 
     final = run_async(follow(run_id, quiet=as_json))
     if as_json:
@@ -92,8 +92,8 @@ def runs(
 def show(run: Annotated[str, typer.Argument(help="run id")], as_json: JsonOpt = False) -> None:
     """A run and its steps."""
     from api.schemas import RunDetail, RunOut, StepOut
-    from reelflow.cli.follow import in_workflow_order
-    from workflows.watch import load
+    from cli.follow import in_workflow_order
+    from workflows.watch.stream import load
 
     record, steps = run_async(load(parse_run_id(run)))
     steps = in_workflow_order(record.workflow, steps)
@@ -119,7 +119,7 @@ def history(
 ) -> None:
     """The attempt history of one step."""
     from api.schemas import AttemptOut
-    from reelflow.cli.follow import attempts
+    from cli.follow import attempts
 
     found = [AttemptOut.of(a) for a in run_async(attempts(parse_run_id(run), step))]
     if as_json:
@@ -134,7 +134,7 @@ def history(
 
 def _operation_output(result: Any, as_json: bool) -> None:
     from api.schemas import PlanOut, RunOut
-    from workflows.operations import Plan
+    from workflows.runs.operations import Plan
 
     if isinstance(result, Plan):
         plan = PlanOut(
@@ -160,7 +160,7 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Run every step of a failed or cancelled run that has not succeeded."""
-    from workflows.operations import resume_run
+    from workflows.runs.operations import resume_run
 
     _operation_output(
         run_async(resume_run(parse_run_id(run), actor="cli", dry_run=dry_run)), as_json
@@ -175,7 +175,7 @@ def retry(
     as_json: JsonOpt = False,
 ) -> None:
     """Rerun one step and everything downstream of it."""
-    from workflows.operations import retry_step
+    from workflows.runs.operations import retry_step
 
     _operation_output(
         run_async(retry_step(parse_run_id(run), step, actor="cli", dry_run=dry_run)), as_json
@@ -185,6 +185,6 @@ def retry(
 @app.command()
 def cancel(run: Annotated[str, typer.Argument(help="run id")], as_json: JsonOpt = False) -> None:
     """Cancel a run: its queued and running steps stop."""
-    from workflows.operations import cancel_run
+    from workflows.runs.operations import cancel_run
 
     _operation_output(run_async(cancel_run(parse_run_id(run), actor="cli")), as_json)

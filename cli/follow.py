@@ -9,13 +9,13 @@ from contextlib import nullcontext
 
 from rich.live import Live
 
+from cli import output
 from db import repository as repo
 from db.engine import get_engine
 from db.records import AttemptRecord, RunRecord, StepRecord
-from reelflow.cli import output
 from reelflow.errors import StepNotFound, UnknownWorkflow
-from workflows.registry import get_workflow
-from workflows.watch import load, watch
+from workflows.definition.registry import get_workflow
+from workflows.watch.stream import load, watch
 
 
 async def attempts(run_id: uuid.UUID, key: str) -> list[AttemptRecord]:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from reelflow.cli import output
-from reelflow.cli.app import CliError, JsonOpt, app, db_app, run_async
+from cli import output
+from cli.app import CliError, JsonOpt, app, db_app, run_async
 
 
 @app.command()
@@ -53,7 +53,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
 ) -> None:
     """Run a Celery worker (both queues unless told otherwise)."""
-    from reelflow.cli.processes import worker_args
+    from cli.processes import worker_args
 
     os.execv(sys.executable, worker_args(queues, concurrency, hostname, loglevel))
 
@@ -66,7 +66,7 @@ def dev(
     concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
 ) -> None:
     """Everything on this machine: PostgreSQL, Redis, a worker and the API."""
-    from reelflow.cli import devstack as devstack
+    from cli import devstack as devstack
     from reelflow.settings import get_settings
 
     settings = get_settings()
@@ -104,7 +104,7 @@ def _demo(stack: Any) -> int:
     """Submit a short_video run over HTTP, follow it, print where the video is."""
     import httpx
 
-    from reelflow.cli.follow import follow
+    from cli.follow import follow
 
     response = httpx.post(
         f"{stack.api_url}/runs", json={"workflow": "short_video", "params": {}}, timeout=30
@@ -132,7 +132,7 @@ def reconcile(
 ) -> None:
     """Requeue stalled runs (lost messages, dead workers) and settle finished ones."""
     from reelflow.settings import get_settings
-    from workflows.reconciler import reconcile_once, run_forever
+    from workflows.recovery.reconciler import reconcile_once, run_forever
 
     settings = get_settings()
     after = stall_after if stall_after is not None else settings.stall_after_seconds
@@ -172,7 +172,7 @@ def prune(
     """Delete runs that finished before OLDER_THAN ago, with their history and artifacts.
 
     Without --yes it only says what it would delete."""
-    from workflows.history import prune as prune_runs
+    from workflows.runs.retention import prune as prune_runs
 
     report = run_async(prune_runs(older_than, dry_run=not yes))
     if as_json:

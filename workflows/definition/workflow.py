@@ -16,7 +16,7 @@ from db.records import NewStep
 from reelflow.errors import InvalidParams, field_errors, summarise
 from steps.engine.spec import StepSpec, item_key
 from steps.engine.task import STEPS
-from workflows.spec import Chain, Chord, Group, Map, Node, StepRef, walk
+from workflows.definition.spec import Chain, Chord, Group, Map, Node, StepRef, walk
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,45 @@ class Workflow:
                     out.add(r)
                     todo.append(r)
         return out
+
+    def columns(self) -> list[list[str]]:
+        """The steps in columns, left to right, for drawing: one past the columns of the
+        steps each waits for (those it reads, a map's source)."""
+        mapped = self.mapped_steps
+        depth: dict[str, int] = {}
+
+        def level(name: str) -> int:
+            if name not in depth:
+                after = [*STEPS[name].dep_names]
+                if name in mapped:
+                    after.append(mapped[name].source)
+                known = [a for a in after if a in self.upstream]
+                depth[name] = 1 + max((level(a) for a in known), default=-1)
+            return depth[name]
+
+        columns: list[list[str]] = []
+        for name in self.step_names:
+            at = level(name)
+            while len(columns) <= at:
+                columns.append([])
+            columns[at].append(name)
+        return columns
+
+    def graph(self) -> dict[str, Any]:
+        """The canvas as a tree of plain data (for the API and the UI)."""
+        return _tree(self.canvas)
+
+
+def _tree(node: Node) -> dict[str, Any]:
+    if isinstance(node, StepRef):
+        return {"kind": "step", "step": node.name}
+    if isinstance(node, Map):
+        return {"kind": "map", "step": node.step, "over": node.over}
+    if isinstance(node, Chain):
+        return {"kind": "chain", "nodes": [_tree(n) for n in node.nodes]}
+    if isinstance(node, Group):
+        return {"kind": "group", "nodes": [_tree(n) for n in node.nodes]}
+    return {"kind": "chord", "header": [_tree(n) for n in node.header], "body": _tree(node.body)}
 
 
 def _upstream(canvas: Node) -> dict[str, frozenset[str]]:

@@ -1,0 +1,1 @@
+"""Following runs as they change: one watcher per process feeds every event stream."""
