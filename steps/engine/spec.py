@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from steps.engine.keys import code_version
 from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
 
 RESERVED = ("ctx", "params", "item")
@@ -46,6 +47,23 @@ class StepSpec:
     dep_names: tuple[str, ...] = field(default=())
     #: The params fields the step reads (its params model's), or None: all of them.
     params_fields: frozenset[str] | None = None
+    #: What its results depend on besides inputs and params (`steps.engine.keys`).
+    code_version: str = ""
+    #: Whether a result with the same input key may stand in for running it (a step with
+    #: side effects, like publishing, says no).
+    cache: bool = True
+    #: More that the result depends on, read when a key is made (a data file's digest);
+    #: None from it means "not cacheable now" (a live feed).
+    key_extra: Callable[[], str | None] | None = None
+
+    def version_now(self) -> str | None:
+        """The code version with `key_extra`'s part; None when no result can be reused."""
+        if not self.cache:
+            return None
+        if self.key_extra is None:
+            return self.code_version
+        extra = self.key_extra()
+        return None if extra is None else f"{self.code_version}+{extra}"
 
     @property
     def single_deps(self) -> list[str]:
@@ -70,6 +88,9 @@ def read_signature(
     retry: RetryPolicy,
     soft_time_limit: int | None,
     time_limit: int | None,
+    version: str | None = None,
+    cache: bool = True,
+    key_extra: Callable[[], str | None] | None = None,
 ) -> StepSpec:
     hints = typing.get_type_hints(fn)
     output = hints.get("return")
@@ -103,6 +124,9 @@ def read_signature(
         output_type=output,
         dep_names=tuple(d.step for d in deps),
         params_fields=fields,
+        code_version=code_version(fn, version),
+        cache=cache,
+        key_extra=key_extra,
     )
 
 

@@ -48,8 +48,16 @@ def step(
     retry: RetryPolicy = DEFAULT_POLICY,
     soft_time_limit: int | None = None,
     time_limit: int | None = None,
+    version: str | None = None,
+    cache: bool = True,
+    key_extra: Callable[[], str | None] | None = None,
 ) -> Callable[[F], F]:
-    """Register `fn` as durable step `name` (default: the function's name)."""
+    """Register `fn` as durable step `name` (default: the function's name).
+
+    `version`: bump it when the result changes for a reason its code does not show (the
+    step's module and the modules of its package it imports are hashed already).
+    `cache=False`: never reuse a result (a step with side effects). `key_extra`: more key
+    material read when a key is made (None from it: do not reuse now)."""
 
     def register(fn: F) -> F:
         spec = read_signature(
@@ -59,6 +67,9 @@ def step(
             retry=retry,
             soft_time_limit=soft_time_limit,
             time_limit=time_limit,
+            version=version,
+            cache=cache,
+            key_extra=key_extra,
         )
         STEPS[spec.name] = spec
         options: dict[str, Any] = {
