@@ -22,7 +22,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from api import problems, security, ui
-from api.routes import admin, artifacts, health, history, runs, steps, workers, workflows
+from api.routes import (
+    admin,
+    artifacts,
+    health,
+    history,
+    revisions,
+    runs,
+    steps,
+    workers,
+    workflows,
+)
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import logs, tracing
@@ -222,7 +232,7 @@ def create_app() -> FastAPI:
     )
     if _request_id not in logs.ENRICHERS:
         logs.ENRICHERS.append(_request_id)
-    for module in (runs, steps, history, artifacts, workflows, workers, health, admin):
+    for module in (runs, steps, history, revisions, artifacts, workflows, workers, health, admin):
         app.include_router(module.router)
     ui.install(app)
     if tracing.install("reelflow-api"):

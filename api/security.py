@@ -1,8 +1,8 @@
 """What a browser may do to the API: the guards in front of every route.
 
 - *Host*: a page on another site that rebinds its DNS name to this machine talks to the API
-  as its own origin; so the API answers only to the host names it serves (ALLOWED_HOSTS;
-  by default the loopback names when it listens on loopback).
+  as its own origin; so the API answers a browser only under the host names it serves
+  (ALLOWED_HOSTS; by default the loopback names when it listens on loopback).
 - *Cross-origin writes*: a state-changing request (any method but GET, HEAD, OPTIONS) is
   refused when the browser says it comes from another site (`Origin`, `Sec-Fetch-Site`),
   and it must carry a JSON content type or an `X-Requested-With` header, which no HTML
@@ -18,6 +18,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
@@ -73,6 +74,23 @@ def _host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def _routed(scope: Scope) -> bool:
+    """Whether a route takes this method at this path (else 404/405 answer it, unguarded)."""
+    app = scope.get("app")
+    for route in getattr(app, "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return True
+    return False
+
+
+def _from_a_browser(headers: Headers) -> bool:
+    """A DNS-rebinding page runs in a browser, and browsers mark their requests (Fetch
+    Metadata on every request, Origin on writes): a script or a test client with another
+    Host name is no rebinding, and is answered."""
+    return any(h in headers for h in ("sec-fetch-site", "sec-fetch-mode", "origin"))
+
+
 def _origin_of(value: str) -> str | None:
     parts = urlsplit(value.strip().lower())
     if not parts.scheme or not parts.netloc:
@@ -102,11 +120,16 @@ class BrowserGuard:
 
     def _refusal(self, scope: Scope, headers: Headers) -> tuple[int, str, str, str] | None:
         host = _host_name(headers.get("host", ""))
-        if self.hosts is not None and scope["path"] not in HOST_EXEMPT and host not in self.hosts:
+        if (
+            self.hosts is not None
+            and scope["path"] not in HOST_EXEMPT
+            and host not in self.hosts
+            and _from_a_browser(headers)
+        ):
             return (400, "Unknown host", f"this API does not answer to host {host!r}"
                     " (ALLOWED_HOSTS)", "invalid_host")  # fmt: skip
-        if scope["method"] in SAFE_METHODS:
-            return None
+        if scope["method"] in SAFE_METHODS or not _routed(scope):
+            return None  # nothing to change here: the router answers 404 or 405
         origin = headers.get("origin")
         if origin is not None and not self._same_or_allowed(origin, headers):
             return (403, "Cross-origin request refused",

@@ -36,7 +36,6 @@ def render_fps(seconds: float, width: int = 720, height: int = 1280, fps: int = 
         index=0,
         narration="n",
         caption="Deep-sea coral gardens found off the Galápagos",
-        start_s=0.0,
         duration_s=seconds,
         style=STYLES[1],
     )

@@ -21,17 +21,13 @@ from typing import Any
 
 import asyncpg
 
-from db.models import OPEN_STEP
+from db.claim_statement import CLAIM
 from db.states import (
-    LOST_ERROR_TYPE,
-    LOST_MESSAGE,
     RUN_CLAIMABLE,
-    RUN_DISPATCHING,
     STEP_CLAIMABLE,
     AttemptStatus,
     RunStatus,
     StepStatus,
-    sql_in,
 )
 
 _S, _A = StepStatus, AttemptStatus
@@ -39,6 +35,8 @@ _S, _A = StepStatus, AttemptStatus
 
 class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"
+    REUSED = "reused"  # a result with the same input key stood in: nothing to run
+    AWAITING = "awaiting"  # another execution computes the same key now: try again shortly
     ALREADY_SUCCEEDED = "already_succeeded"  # a redelivery of this generation's message
     BUSY = "busy"  # running under a live lease: a duplicate delivery
     STALE = "stale"  # sent under an earlier generation of the run
@@ -60,88 +58,14 @@ class Claim:
     item: Any = None
     #: Recorded outputs of the dependencies: step name -> [(item_index, output), ...].
     inputs: dict[str, list[tuple[int | None, Any]]] = field(default_factory=dict)
-
-
-# $1 run, $2 key, $3 single deps, $4 owner, $5 hostname, $6 task id, $7 queue, $8 lease s,
-# $9 dead same-host owner to take over, $10 mapped deps, $11 generation, $12 worker id,
-# $13 seconds after which a silent worker counts as dead, $14 whether the step reads params.
-_CLAIM = f"""
-WITH cur AS (
-    SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
-           r.status AS run_status, r.generation, r.params,
-           (r.maps ?& $10::text[])
-           AND NOT EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = $1
-                           AND d.key = ANY($3::text[]) AND d.status <> '{_S.SUCCEEDED}')
-           AND NOT EXISTS (SELECT 1 FROM step_runs d
-                           WHERE cardinality($10::text[]) > 0 AND d.run_id = $1
-                             AND d.step = ANY($10::text[]) AND d.item_index IS NOT NULL
-                             AND d.{OPEN_STEP}) AS ready
-    FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
-    WHERE s.run_id = $1 AND s.key = $2
-), claimed AS (
-    UPDATE step_runs s
-    SET status = '{_S.RUNNING}', attempts = s.attempts + 1, lease_owner = $4,
-        lease_worker = nullif($12::text, ''),
-        lease_expires_at = now() + make_interval(secs => $8), celery_task_id = $6,
-        started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
-    FROM cur
-    WHERE s.id = cur.id AND cur.generation = $11 AND cur.ready
-      AND cur.run_status IN {sql_in(RUN_CLAIMABLE)}
-      AND (s.status IN {sql_in(STEP_CLAIMABLE)}
-           OR (s.status = '{_S.RUNNING}'
-               AND (s.lease_owner = $9::text
-                    OR (s.lease_expires_at < now()
-                        -- a live worker keeps its step, even if its lease lapsed in an outage
-                        AND NOT EXISTS (SELECT 1 FROM worker_heartbeats w
-                                        WHERE w.id = s.lease_worker
-                                          AND w.last_seen > now() - make_interval(secs => $13))
-                    ))))
-    RETURNING s.id, s.attempts
-), started AS (
-    UPDATE workflow_runs r
-    SET status = '{RunStatus.RUNNING}', started_at = coalesce(r.started_at, now()),
-        updated_at = now()
-    WHERE r.id = $1 AND r.status || '' IN {sql_in(RUN_DISPATCHING)}
-      AND EXISTS (SELECT 1 FROM claimed)
-), lost AS (
-    UPDATE step_attempts a SET status = '{_A.LOST}', finished_at = now(),
-        duration_ms = extract(epoch FROM now() - a.started_at) * 1000,
-        error_type = '{LOST_ERROR_TYPE}', error_message = '{LOST_MESSAGE}'
-    FROM claimed
-    WHERE a.step_run_id = claimed.id AND a.status = '{_A.RUNNING}'
-      AND a.attempt < claimed.attempts
-), att AS (
-    INSERT INTO step_attempts (step_run_id, run_id, step_key, step, attempt, status,
-                               celery_task_id, worker_hostname, queue, started_at)
-    SELECT claimed.id, $1::uuid, $2::text, cur.step, claimed.attempts, '{_A.RUNNING}',
-           $6::text, $5::text, $7::text, now()
-    FROM claimed, cur
-)
-SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_attempts,
-       cur.attempts,
-       cur.lease_owner, (SELECT attempts FROM claimed) AS claimed_attempt,
-       -- params only to a step that reads them: a large blob is not copied to every step
-       CASE WHEN EXISTS (SELECT 1 FROM claimed) AND $14 THEN cur.params END AS params,
-       cur.item,
-       CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN (
-           SELECT coalesce(jsonb_agg(jsonb_build_array(i.step, i.item_index, i.output)
-                                     ORDER BY i.step, i.item_index), '[]'::jsonb)
-           FROM (
-               -- single steps by key (an index lookup each) ...
-               SELECT u.step, u.item_index, u.output
-               FROM unnest($3::text[]) AS k(key)
-               CROSS JOIN LATERAL (SELECT * FROM step_runs v
-                                   WHERE v.run_id = $1 AND v.key = k.key) u
-               UNION ALL
-               -- ... and every live item of a mapped step, scanned only when one is read
-               SELECT u.step, u.item_index, u.output FROM step_runs u
-               WHERE cardinality($10::text[]) > 0 AND u.run_id = $1
-                 AND u.step = ANY($10::text[]) AND u.item_index IS NOT NULL
-                 AND u.status <> '{_S.SUPERSEDED}'
-           ) i
-       ) END AS inputs
-FROM cur
-"""
+    #: The execution's input key (None: the step never reuses, or a part is unknown),
+    #: its parts, and the parts of the key the step held before (to say what changed).
+    input_key: str | None = None
+    key_parts: dict[str, Any] | None = None
+    previous_parts: dict[str, Any] | None = None
+    #: REUSED: where the result came from; whether the run finished with it.
+    reused_from: dict[str, Any] | None = None
+    run_finished: bool = False
 
 
 def _loads(value: Any) -> Any:
@@ -165,17 +89,36 @@ async def claim(
     worker_dead_after: float,
     wants_params: bool = True,
     steal_from: str | None = None,
+    code_version: str | None = None,
 ) -> Claim:
     """Take the step for one attempt of `generation`, if that is the run's current one and
-    every dependency has succeeded; then also return its inputs and params."""
+    every dependency has succeeded; then also return its inputs and params. With a
+    `code_version` (a step that may reuse), its input key is computed in the same
+    statement: a succeeded result with that key stands in for running it (REUSED), and
+    one being computed elsewhere makes this delivery wait (AWAITING)."""
     row = await conn.fetchrow(
-        _CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
+        CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
         steal_from or "", mapped_deps, generation, worker_id or "", float(worker_dead_after),
-        wants_params,
+        wants_params, code_version or "",
     )  # fmt: skip
     if row is None:
         return Claim(ClaimOutcome.NOT_RUNNABLE)
     status, run_status = StepStatus(row["status"]), RunStatus(row["run_status"])
+    keyed = {
+        "input_key": row["input_key"],
+        "key_parts": _loads(row["key_parts"]),
+        "previous_parts": _loads(row["previous_parts"]),
+    }
+    if row["reused"]:
+        return Claim(
+            ClaimOutcome.REUSED, step_id=row["id"], status=StepStatus.SUCCEEDED,
+            run_status=run_status, generation=generation, attempt=row["attempts"],
+            reused_from=_loads(row["reused_from"]), run_finished=bool(row["run_finished"]),
+            **keyed,
+        )  # fmt: skip
+    if row["awaiting"]:
+        return Claim(ClaimOutcome.AWAITING, step_id=row["id"], status=status,
+                     run_status=run_status, generation=generation, **keyed)  # fmt: skip
     if row["claimed_attempt"] is not None:
         inputs: dict[str, list[tuple[int | None, Any]]] = {}
         for step, index, output in _loads(row["inputs"]):
@@ -191,6 +134,7 @@ async def claim(
             params=_loads(row["params"]) or {},
             item=_loads(row["item"]),
             inputs=inputs,
+            **keyed,
         )
     return Claim(
         _refusal(row, generation, status, run_status),

@@ -21,10 +21,11 @@ _S, _A = StepStatus, AttemptStatus
 _COMPLETE = f"""
 WITH done AS (
     UPDATE step_runs
-    SET status = '{_S.SUCCEEDED}', output = $4::jsonb, error = NULL, finished_at = now(),
+    SET status = '{_S.SUCCEEDED}', output = $4::jsonb, output_digest = $5, error = NULL,
+        finished_at = now(), force_rerun = false, reused_from = NULL,
         lease_owner = NULL, lease_worker = NULL, lease_expires_at = NULL, updated_at = now()
     WHERE id = $1 AND attempts = $3 AND status = '{_S.RUNNING}'
-    RETURNING id
+    RETURNING id, key, step, input_key, key_parts
 ), att AS (
     UPDATE step_attempts a
     SET status = '{_A.SUCCEEDED}', finished_at = now(),
@@ -38,6 +39,23 @@ WITH done AS (
       AND NOT EXISTS (SELECT 1 FROM step_runs s
                       WHERE s.run_id = $2 AND s.id <> $1 AND s.{OPEN_STEP})
     RETURNING r.id
+), result AS (
+    -- the result cache: this key's output, for any run of the workflow to reuse
+    INSERT INTO step_results AS c (workflow, step, input_key, state, run_id, step_key, attempt,
+                                   output, output_digest, artifacts, key_parts)
+    SELECT r.workflow, done.step, done.input_key, 'succeeded', $2, done.key, $3, $4::jsonb,
+           $5, $6::jsonb, done.key_parts
+    FROM done JOIN workflow_runs r ON r.id = $2
+    WHERE done.input_key IS NOT NULL
+    ON CONFLICT (workflow, step, input_key) DO UPDATE
+    SET state = 'succeeded', run_id = EXCLUDED.run_id, step_key = EXCLUDED.step_key,
+        attempt = EXCLUDED.attempt, output = EXCLUDED.output,
+        output_digest = EXCLUDED.output_digest, artifacts = EXCLUDED.artifacts,
+        key_parts = EXCLUDED.key_parts, updated_at = now()
+), refs AS (
+    INSERT INTO artifact_refs (artifact_key, run_id)
+    SELECT a.key, $2 FROM done, jsonb_array_elements_text($6::jsonb) AS a(key)
+    ON CONFLICT DO NOTHING
 )
 SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished
 """
@@ -64,6 +82,10 @@ WITH f AS (
     WHERE id = $2 AND $4::text = '{_S.FAILED}' AND status || '' = '{RunStatus.RUNNING}'
       AND EXISTS (SELECT 1 FROM f)
     RETURNING id
+), released AS (
+    -- no longer computing its key: an execution waiting for it computes it instead
+    DELETE FROM step_results c
+    WHERE c.state = 'computing' AND c.run_id = $2 AND c.step_key = $11 AND EXISTS (SELECT 1 FROM f)
 )
 SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed
 """
@@ -96,8 +118,16 @@ async def complete(
     run_id: uuid.UUID,
     attempt: int,
     output: dict[str, Any],
+    output_digest: str | None = None,
+    artifacts: list[str] | None = None,
 ) -> Completion:
-    row = await conn.fetchrow(_COMPLETE, step_id, run_id, attempt, json.dumps(output))
+    """Record this attempt's output (and its digest, and the files it references); the
+    run finishes if this was its last step; the result goes into the cache under the key
+    the claim recorded (a step that never reuses has none)."""
+    row = await conn.fetchrow(
+        _COMPLETE, step_id, run_id, attempt, json.dumps(output), output_digest,
+        json.dumps(artifacts or []),
+    )  # fmt: skip
     assert row is not None
     if row["done"]:
         return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt)
@@ -144,6 +174,7 @@ async def fail(
         failure.error_type,
         failure.message,
         failure.traceback,
+        key,
     )
     assert row is not None
     return bool(row["changed"]), bool(row["run_failed"])

@@ -26,6 +26,8 @@ class RunRecord(_Record):
     generation: int
     request_hash: str | None = None
     maps: dict[str, int] = {}
+    param_digests: dict[str, str] = {}
+    cache: bool = True
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -48,6 +50,12 @@ class StepRecord(_Record):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     lease_worker: str | None = None
+    input_key: str | None = None
+    key_parts: dict[str, Any] | None = None
+    item_digest: str | None = None
+    output_digest: str | None = None
+    reused_from: dict[str, Any] | None = None
+    force_rerun: bool = False
     created_at: datetime
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -78,6 +86,7 @@ class AttemptRecord(_Record):
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    input_key: str | None = None
 
 
 class OpenStep(_Record):
@@ -99,3 +108,5 @@ class NewStep(BaseModel):
     max_attempts: int
     item_index: int | None = None
     item: Any = None
+    #: The item's digest (a part of its input key).
+    item_digest: str | None = None

@@ -55,17 +55,20 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
 }
 
 STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
-    # dispatch marks heads queued; claim; cancel; its map's source reran
-    S.PENDING: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED, S.SUPERSEDED}),
-    # claim; reconciler requeue; cancel
-    S.QUEUED: frozenset({S.RUNNING, S.PENDING, S.CANCELLED}),
+    # dispatch marks heads queued; claim; cancel; its map's source reran; a result with
+    # its input key stands in (reused), or a revision replaces its output
+    S.PENDING: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED, S.SUPERSEDED, S.SUCCEEDED}),
+    # claim; reconciler requeue; cancel; reused at its claim
+    S.QUEUED: frozenset({S.RUNNING, S.PENDING, S.CANCELLED, S.SUCCEEDED}),
     # complete; fail; transient failure; cancel; reconciler releases a dead attempt
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.RETRYING, S.CANCELLED, S.PENDING}),
-    # the retry message claims it; cancel; reconciler requeue (its message was lost)
-    S.RETRYING: frozenset({S.RUNNING, S.CANCELLED, S.PENDING}),
+    # the retry message claims it; cancel; reconciler requeue (its message was lost);
+    # reused at that claim
+    S.RETRYING: frozenset({S.RUNNING, S.CANCELLED, S.PENDING, S.SUCCEEDED}),
     S.SUCCEEDED: frozenset({S.PENDING, S.SUPERSEDED}),  # retry; its map's source reran
-    S.FAILED: frozenset({S.PENDING, S.SUPERSEDED}),  # resume or retry; source reran
-    S.CANCELLED: frozenset({S.PENDING, S.SUPERSEDED}),  # resume or retry; source reran
+    # resume or retry; source reran; a revision replaces its output
+    S.FAILED: frozenset({S.PENDING, S.SUPERSEDED, S.SUCCEEDED}),
+    S.CANCELLED: frozenset({S.PENDING, S.SUPERSEDED, S.SUCCEEDED}),
     S.SUPERSEDED: frozenset({S.PENDING}),  # the map expands again over this index
 }
 
@@ -118,6 +121,10 @@ STEP_RESETTABLE = STEP_RESUMABLE | {S.SUCCEEDED, S.PENDING}
 STEP_SUPERSEDABLE = frozenset({S.PENDING, S.SUCCEEDED, S.FAILED, S.CANCELLED})
 #: The reconciler puts these back to pending when their messages or workers are gone.
 STEP_REQUEUABLE = frozenset({S.QUEUED, S.RETRYING, S.RUNNING})
+#: A result with the same input key stands in for running these (at dispatch or claim).
+STEP_REUSABLE = frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.RUNNING})
+#: A revision may replace the output of these (then they count as succeeded).
+STEP_REPLACEABLE = frozenset({S.PENDING, S.SUCCEEDED, S.FAILED, S.CANCELLED})
 
 #: How a group of steps (a map's items) reads at a glance: the first of these any has.
 STEP_PRECEDENCE = (S.FAILED, S.RUNNING, S.RETRYING, S.QUEUED, S.PENDING, S.CANCELLED,
@@ -150,6 +157,8 @@ _check_step_moves(STEP_CANCELLABLE, S.CANCELLED)
 _check_step_moves(STEP_RESETTABLE, S.PENDING)
 _check_step_moves(STEP_SUPERSEDABLE, S.SUPERSEDED)
 _check_step_moves(STEP_REQUEUABLE, S.PENDING)
+_check_step_moves(STEP_REUSABLE, S.SUCCEEDED)
+_check_step_moves(STEP_REPLACEABLE, S.SUCCEEDED)
 
 
 def sql_in(states: Iterable[StepStatus] | Iterable[RunStatus] | Iterable[AttemptStatus]) -> str:

@@ -1,7 +1,8 @@
 """Cheap steps of the built-in `probe` workflow: a smoke test for a deployment.
 
 `a -> b -> chord(map(c over b.items), d) -> e`. Each step can sleep (`sleep_ms`, at most
-10 s) and records which process ran it, so a test can count executions.
+10 s) and records which process ran it, so a test can count executions. A smoke test must
+execute: its steps never reuse a result (`cache=False`).
 """
 
 from __future__ import annotations
@@ -60,31 +61,31 @@ def _trace(ctx: StepContext) -> dict[str, object]:
     return {"key": ctx.key, "attempt": ctx.attempt, "pid": os.getpid()}
 
 
-@step(retry=PROBE_RETRY)
+@step(retry=PROBE_RETRY, cache=False)
 def a(ctx: StepContext, params: ProbeParams) -> AOut:
     _pause(params)
     return AOut(**_trace(ctx), seed=7)
 
 
-@step(retry=PROBE_RETRY)
+@step(retry=PROBE_RETRY, cache=False)
 def b(ctx: StepContext, params: ProbeParams, a: AOut) -> BOut:
     _pause(params)
     return BOut(**_trace(ctx), items=[a.seed * a.attempt + i for i in range(params.width)])
 
 
-@step(retry=PROBE_RETRY)
+@step(retry=PROBE_RETRY, cache=False)
 def c(ctx: StepContext, params: ProbeParams, item: int) -> COut:
     _pause(params)
     return COut(**_trace(ctx), value=item * 2)
 
 
-@step(retry=PROBE_RETRY)
+@step(retry=PROBE_RETRY, cache=False)
 def d(ctx: StepContext, params: ProbeParams, c: list[COut]) -> DOut:
     _pause(params)
     return DOut(**_trace(ctx), total=sum(x.value for x in c), seen=[x.key for x in c])
 
 
-@step(retry=PROBE_RETRY)
+@step(retry=PROBE_RETRY, cache=False)
 def e(ctx: StepContext, params: ProbeParams, d: DOut) -> EOut:
     _pause(params)
     return EOut(**_trace(ctx), total=d.total)

@@ -159,3 +159,44 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is not sys.__stderr__:
             handler.setStream(sys.__stderr__)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, the workers (started after this) record the moves they saw in
+    one file the controller names, and read at the end (`pytest_sessionfinish`)."""
+    import tempfile
+
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        handle, path = tempfile.mkstemp(prefix="reelflow-transitions-", suffix=".jsonl")
+        os.close(handle)
+        os.environ[transitions.SHARED] = path
+        config.stash[_TRANSITIONS] = path
+
+
+_TRANSITIONS = pytest.StashKey[str]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite made every declared move (the xdist form of test_state_machine's last
+    test): checked by the controller over every worker's records, once the whole suite ran."""
+    path = session.config.stash.get(_TRANSITIONS, None)
+    if path is None:
+        return
+    from tests.test_state_machine import declared_moves
+
+    seen, ran = transitions.read_shared(Path(path))
+    Path(path).unlink(missing_ok=True)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not ran >= transitions.NEEDED:
+        return  # a partial run: nothing to say about the whole
+    missing, refused = sorted(declared_moves() - seen), sorted(seen - declared_moves())
+    if missing or refused:
+        if reporter is not None:
+            reporter.write_line(
+                f"state machine: declared moves no test made: {missing};"
+                f" moves the guards should have refused: {refused}",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        reporter.write_line(f"state machine: the suite made all {len(seen)} declared moves")

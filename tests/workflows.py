@@ -20,7 +20,7 @@ class GrowParams(ProbeParams):
     grow: int = Field(0, ge=-1000, le=1000, description="each rerun of a changes the width")
 
 
-@step(retry=PROBE_RETRY)
+@step(retry=PROBE_RETRY, cache=False)
 def grow_b(ctx: StepContext, params: GrowParams, a: AOut) -> BOut:
     width = max(0, params.width + params.grow * (a.attempt - 1))
     return BOut(

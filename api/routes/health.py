@@ -140,6 +140,15 @@ class _Snapshot(Collector):
                 if counter == name:
                     family.add_metric([label], value)
             yield family
+        for name, doc in (
+            ("cache_reused", "Steps that reused a result with their input key instead of running"),
+            ("cache_missed", "Executions of steps that may reuse, with no result of their key"),
+        ):
+            family = CounterMetricFamily(f"reelflow_{name}", doc, labels=["workflow", "step"])
+            for (counter, label), value in sorted(counts.items()):
+                if counter == name:
+                    family.add_metric(label.split("|", 1), value)
+            yield family
         workers = GaugeMetricFamily(
             "reelflow_workers_online", "Workers with a fresh heartbeat, by queue", labels=["queue"]
         )

@@ -103,6 +103,7 @@ async def create_run(
         idempotency_key=idempotency_key,
         faults=body.faults,
         actor=actor,
+        cache=body.cache,
     )
     if not result.created:
         response.status_code = 200

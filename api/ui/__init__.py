@@ -1,21 +1,34 @@
-"""The operator's web UI under /ui: one HTML shell, one script and one stylesheet, shipped
-inside the package (no build step, nothing from a CDN). The script uses only the public
-HTTP API and the SSE stream, so the UI is also a working example of them."""
+"""The operator's web UI under /ui: one HTML shell, ES modules (one per page, plus the
+shared ones) and one stylesheet, shipped inside the package (no build step, nothing from a
+CDN). The modules use only the public HTTP API and the SSE stream, so the UI is also a
+working example of them. Assets are revalidated on every load (ETag), so a deploy never
+mixes old and new modules."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+class Revalidated(StaticFiles):
+    """Static files a browser must revalidate (cheap: a 304 when unchanged)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def install(app: FastAPI) -> None:
     shell = (ASSETS / "index.html").read_text("utf-8")
-    app.mount("/ui/assets", StaticFiles(directory=ASSETS), name="ui-assets")
+    app.mount("/ui/assets", Revalidated(directory=ASSETS), name="ui-assets")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -5,6 +5,17 @@ transaction, so an operation that changes several rows does it atomically. Every
 write is guarded by a set named in `db/states.py`.
 """
 
+from db.repository.cache import (
+    KeyRow,
+    Result,
+    add_refs,
+    find_result,
+    force_rerun,
+    key_rows,
+    replace_output,
+    reuse,
+    set_param_digests,
+)
 from db.repository.metrics import bump_counter, counters, in_flight
 from db.repository.outbox import (
     add_intent,
@@ -15,7 +26,9 @@ from db.repository.outbox import (
     postpone_intent,
 )
 from db.repository.prune import (
+    Deletion,
     PrunedRun,
+    deletion,
     finished_before,
     forget_deletion,
     pending_deletions,
@@ -30,6 +43,7 @@ from db.repository.reconcile import (
     try_advisory_lock,
     unsettled_runs,
 )
+from db.repository.revisions import add_revision, list_revisions, set_items
 from db.repository.runs import (
     active_runs,
     add_event,
@@ -63,10 +77,15 @@ from db.repository.views import run_events, step_progress, workers_with_steps
 from db.repository.workers import beat, forget_worker, live_workers
 
 __all__ = [
+    "Deletion",
+    "KeyRow",
     "PrunedRun",
+    "Result",
     "active_runs",
     "add_event",
     "add_intent",
+    "add_refs",
+    "add_revision",
     "attach_items",
     "beat",
     "bump_counter",
@@ -76,9 +95,12 @@ __all__ = [
     "create_run",
     "database_now",
     "dead_running_steps",
+    "deletion",
     "fail_run",
     "find_by_key",
+    "find_result",
     "finished_before",
+    "force_rerun",
     "forget_deletion",
     "forget_worker",
     "get_attempts",
@@ -87,7 +109,9 @@ __all__ = [
     "get_steps",
     "in_flight",
     "intent_of",
+    "key_rows",
     "latest_changes",
+    "list_revisions",
     "list_runs",
     "live_workers",
     "lock_due_intents",
@@ -103,9 +127,13 @@ __all__ = [
     "prune_run",
     "release_advisory_lock",
     "renew_budgets",
+    "replace_output",
     "require_run",
+    "reuse",
     "run_events",
+    "set_items",
     "set_maps",
+    "set_param_digests",
     "set_run_status",
     "set_steps_status",
     "stalled_runs",

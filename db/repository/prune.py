@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.repository.tables import attempts, deletions, runs, steps
+from db.repository.tables import attempts, deletions, refs, runs, steps
 from db.states import RUN_TERMINAL, STEP_IN_FLIGHT, sql_in
 
 
@@ -21,6 +21,16 @@ class PrunedRun:
     steps: int
     attempts: int
     deletion_id: int  # its files, recorded for deletion
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """Files to delete: everything under `prefix` but `keep`, and `keys`."""
+
+    id: int
+    prefix: str
+    keep: list[str]
+    keys: list[str]
 
 
 async def finished_before(
@@ -74,19 +84,47 @@ async def prune_run(
     n_attempts = (
         await conn.execute(select(func.count()).where(attempts.c.run_id == run_id))
     ).scalar_one()
+    # Files other runs still use (they reused its results) stay; files of runs pruned
+    # before that only this run still used go with it. Cached results referring to a file
+    # that goes are dropped in the same transaction: nothing reuses what is deleted.
+    shared = await conn.execute(
+        text(
+            "SELECT DISTINCT r.artifact_key, (r.artifact_key LIKE :prefix || '%') AS own"
+            " FROM artifact_refs r WHERE r.run_id = :r AND EXISTS (SELECT 1 FROM artifact_refs o"
+            " WHERE o.artifact_key = r.artifact_key AND o.run_id <> :r)"
+        ),
+        {"r": run_id, "prefix": prefix},
+    )
+    kept = {row.artifact_key for row in shared}
+    mine = await conn.execute(select(refs.c.artifact_key).where(refs.c.run_id == run_id))
+    going = sorted({row.artifact_key for row in mine} - kept)
+    keep_here = sorted(k for k in kept if k.startswith(prefix))
+    others = [k for k in going if not k.startswith(prefix)]
+    if going:
+        await conn.execute(
+            text("DELETE FROM step_results WHERE artifacts ?| CAST(:going AS text[])"),
+            {"going": going},
+        )
     await conn.execute(delete(runs).where(runs.c.id == run_id))
     deletion_id = (
-        await conn.execute(insert(deletions).values(prefix=prefix).returning(deletions.c.id))
+        await conn.execute(
+            insert(deletions)
+            .values(prefix=prefix, keep=keep_here, keys=others)
+            .returning(deletions.c.id)
+        )
     ).scalar_one()
     return PrunedRun(run_id, int(n_steps), int(n_attempts), int(deletion_id))
 
 
-async def pending_deletions(conn: AsyncConnection, *, limit: int = 1000) -> list[tuple[int, str]]:
-    """File deletions recorded by prunes that did not finish them: (id, key prefix)."""
-    rows = await conn.execute(
-        select(deletions.c.id, deletions.c.prefix).order_by(deletions.c.id).limit(limit)
-    )
-    return [(r.id, r.prefix) for r in rows]
+async def pending_deletions(conn: AsyncConnection, *, limit: int = 1000) -> list[Deletion]:
+    """File deletions recorded by prunes that did not finish them."""
+    rows = await conn.execute(select(deletions).order_by(deletions.c.id).limit(limit))
+    return [Deletion(r.id, r.prefix, list(r.keep or []), list(r.keys or [])) for r in rows]
+
+
+async def deletion(conn: AsyncConnection, *, deletion_id: int) -> Deletion:
+    row = (await conn.execute(select(deletions).where(deletions.c.id == deletion_id))).one()
+    return Deletion(row.id, row.prefix, list(row.keep or []), list(row.keys or []))
 
 
 async def forget_deletion(conn: AsyncConnection, *, deletion_id: int) -> None:

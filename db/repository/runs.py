@@ -32,6 +32,8 @@ async def create_run(
     request_hash: str,
     steps: Sequence[NewStep],
     actor: str,
+    param_digests: dict[str, str] | None = None,
+    cache: bool = True,
 ) -> tuple[RunRecord, bool]:
     """Insert the run and its known steps; (existing run, False) if the idempotency key
     is taken (the caller compares `request_hash`)."""
@@ -42,6 +44,8 @@ async def create_run(
             workflow=workflow,
             workflow_version=workflow_version,
             params=params,
+            param_digests=param_digests or {},
+            cache=cache,
             status=RunStatus.PENDING.value,
             idempotency_key=idempotency_key,
             request_hash=request_hash,

@@ -91,7 +91,8 @@ async def set_steps_status(
     if status is StepStatus.QUEUED:
         vals["queued_at"] = func.now()
     if status is StepStatus.PENDING:
-        vals.update(output=None, error=None, finished_at=None)
+        vals.update(output=None, output_digest=None, reused_from=None, error=None,
+                    finished_at=None)  # fmt: skip
     if status in (StepStatus.PENDING, StepStatus.CANCELLED, StepStatus.SUPERSEDED):
         vals.update(lease_owner=None, lease_worker=None, lease_expires_at=None)
     if status in (StepStatus.CANCELLED, StepStatus.SUPERSEDED):
@@ -150,7 +151,10 @@ async def attach_items(
         set_={
             "status": StepStatus.PENDING.value,
             "item": stmt.excluded.item,
+            "item_digest": stmt.excluded.item_digest,
             "output": None,
+            "output_digest": None,
+            "reused_from": None,
             "error": None,
             "finished_at": None,
             "max_attempts": steps.c.attempts + stmt.excluded.max_attempts,

@@ -8,11 +8,14 @@ from sqlalchemy import Table
 
 from db.models import (
     ArtifactDeletion,
+    ArtifactRef,
     DispatchIntent,
     EngineCounter,
     InjectedFault,
     RunEvent,
+    RunRevision,
     StepAttempt,
+    StepResult,
     StepRun,
     WorkerHeartbeat,
     WorkflowRun,
@@ -27,3 +30,6 @@ workers = cast(Table, WorkerHeartbeat.__table__)
 counters = cast(Table, EngineCounter.__table__)
 deletions = cast(Table, ArtifactDeletion.__table__)
 faults = cast(Table, InjectedFault.__table__)
+results = cast(Table, StepResult.__table__)
+refs = cast(Table, ArtifactRef.__table__)
+revisions = cast(Table, RunRevision.__table__)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,16 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     @contextmanager
-    def writer(self, key: str, scratch: Path) -> Iterator[Path]:
+    def writer(
+        self, key: str, scratch: Path, resolve: Callable[[Path], str] | None = None
+    ) -> Iterator[Path]:
         """A temporary local path to write; once the block succeeds it is placed at `key`
-        atomically. A failed block leaves nothing under `key` (and no temporary file)."""
+        (or at the key `resolve(temporary path)` answers, decided once the bytes are
+        known) atomically. A failed block leaves nothing (and no temporary file)."""
+
+    @abstractmethod
+    def matches(self, key: str, size: int, sha256: str) -> bool | None:
+        """Whether the artifact at `key` has exactly these bytes; None when there is none."""
 
     @abstractmethod
     def local_copy(self, key: str, scratch: Path) -> Path:
@@ -67,6 +75,19 @@ class ArtifactStore(ABC):
     def delete_prefix(self, prefix: str) -> int:
         """Delete every artifact under `prefix`; returns how many were deleted."""
 
+    @abstractmethod
+    def delete_keys(self, keys: list[str]) -> int:
+        """Delete these artifacts (missing ones are no error); returns how many there were."""
+
 
 def temporary_name(key: str) -> str:
     return f".tmp-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}-{Path(key).name}"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

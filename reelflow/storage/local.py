@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reelflow.storage.base import ArtifactMissing, ArtifactStore, Opened, temporary_name
+from reelflow.storage.base import (
+    ArtifactMissing,
+    ArtifactStore,
+    Opened,
+    file_sha256,
+    temporary_name,
+)
 
 
 class LocalStore(ArtifactStore):
@@ -29,7 +36,9 @@ class LocalStore(ArtifactStore):
         return str(self.path(key))
 
     @contextmanager
-    def writer(self, key: str, scratch: Path) -> Iterator[Path]:
+    def writer(
+        self, key: str, scratch: Path, resolve: Callable[[Path], str] | None = None
+    ) -> Iterator[Path]:
         final = self.path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         # Beside the final file (one filesystem, so one rename); the extension stays last,
@@ -37,9 +46,21 @@ class LocalStore(ArtifactStore):
         tmp = final.with_name(temporary_name(key))
         try:
             yield tmp
+            if resolve is not None:
+                final = self.path(resolve(tmp))
+                final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def matches(self, key: str, size: int, sha256: str) -> bool | None:
+        try:
+            path = self.path(key)
+        except ArtifactMissing:
+            return None
+        if not path.is_file():
+            return None
+        return path.stat().st_size == size and file_sha256(path) == sha256
 
     def local_copy(self, key: str, scratch: Path) -> Path:
         path = self.path(key)
@@ -79,3 +100,18 @@ class LocalStore(ArtifactStore):
         found = len(self.keys(prefix))
         shutil.rmtree(self.root / prefix, ignore_errors=True)
         return found
+
+    def delete_keys(self, keys: list[str]) -> int:
+        deleted = 0
+        for key in keys:
+            try:
+                path = self.path(key)
+            except ArtifactMissing:
+                continue
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                deleted += 1
+                with contextlib.suppress(OSError):  # folders the key left empty
+                    path.parent.rmdir()
+                    path.parent.parent.rmdir()
+        return deleted

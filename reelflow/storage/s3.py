@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,32 @@ class S3Store(ArtifactStore):
         return f"{self.url}/{key}"
 
     @contextmanager
-    def writer(self, key: str, scratch: Path) -> Iterator[Path]:
+    def writer(
+        self, key: str, scratch: Path, resolve: Callable[[Path], str] | None = None
+    ) -> Iterator[Path]:
         import obstore
 
         scratch.mkdir(parents=True, exist_ok=True)
         tmp = scratch / temporary_name(key)
         try:
             yield tmp
-            obstore.put(self.store, key, tmp)  # visible only once whole
+            final = resolve(tmp) if resolve is not None else key
+            obstore.put(self.store, final, tmp)  # visible only once whole
         finally:
             tmp.unlink(missing_ok=True)
+
+    def matches(self, key: str, size: int, sha256: str) -> bool | None:
+        import obstore
+
+        there = self.size(key)
+        if there is None:
+            return None
+        if there != size:
+            return False
+        digest = hashlib.sha256()
+        for chunk in obstore.get(self.store, key).stream():
+            digest.update(chunk)
+        return digest.hexdigest() == sha256
 
     def local_copy(self, key: str, scratch: Path) -> Path:
         import obstore
@@ -110,9 +127,11 @@ class S3Store(ArtifactStore):
         )
 
     def delete_prefix(self, prefix: str) -> int:
+        return self.delete_keys(self.keys(prefix))
+
+    def delete_keys(self, keys: list[str]) -> int:
         import obstore
 
-        found = self.keys(prefix)
-        for start in range(0, len(found), 1000):
-            obstore.delete(self.store, found[start : start + 1000])
-        return len(found)
+        for start in range(0, len(keys), 1000):
+            obstore.delete(self.store, keys[start : start + 1000])
+        return len(keys)

@@ -22,7 +22,7 @@ from reelflow import tracing
 from reelflow.errors import PermanentStepError, StepStopped
 from reelflow.settings import get_settings
 from reelflow.storage import artifact_store
-from steps.engine import bridge, faults
+from steps.engine import bridge, faults, keys
 from steps.engine.context import StepContext
 from steps.engine.lease import Lease, LeaseRenewer
 from steps.engine.monitor import announce
@@ -84,12 +84,15 @@ def run(task: Task[Any, Any], spec: StepSpec, run_id: uuid.UUID, key: str, claim
     with tracing.tracer.start_as_current_span(
         "reelflow.complete", attributes=tracing.run_attributes(run_id, key, claim.attempt)
     ) as completing:
+        recorded = output.model_dump(mode="json")
         done = bridge.run_db(
             outcomes.complete,
             step_id=claim.step_id,
             run_id=run_id,
             attempt=claim.attempt,
-            output=output.model_dump(mode="json"),
+            output=recorded,
+            output_digest=keys.digest(recorded),
+            artifacts=keys.artifact_keys(recorded),
         )
         completing.set_attribute("reelflow.complete.recorded", done.recorded)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)

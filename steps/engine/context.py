@@ -80,15 +80,29 @@ class StepContext:
     def artifact(self, name: str) -> Iterator[Written]:
         """Write `name`: yields a temporary local path; once the block succeeds the file is
         placed atomically in the store (a failed block places nothing), and
-        `written.artifact` references it."""
+        `written.artifact` references it.
+
+        Stored bytes never change under a key: other runs may reuse a result that refers to
+        them. A rerun that writes the same bytes overwrites in place; one that writes other
+        bytes (a revised scene) places them beside, under a key named by their digest."""
         key = self.artifact_key(name)
-        with self.store.writer(key, self.scratch) as tmp:
+        placed: dict[str, object] = {}
+
+        def resolve(tmp: Path) -> str:
+            size, sha256 = file_digest(tmp)
+            same = self.store.matches(key, size, sha256)
+            final = key if same is None or same else f"{key.rsplit('/', 1)[0]}/{sha256[:16]}/{name}"
+            placed.update(key=final, size=size, sha256=sha256)
+            return final
+
+        with self.store.writer(key, self.scratch, resolve=resolve) as tmp:
             written = Written(tmp)
             yield written
-            size, sha256 = file_digest(tmp)
+        final = str(placed["key"])
         written._artifact = Artifact(
-            path=self.store.location(key), key=key, size=size, sha256=sha256
-        )
+            path=self.store.location(final), key=final, size=int(str(placed["size"])),
+            sha256=str(placed["sha256"]),
+        )  # fmt: skip
 
     def local(self, artifact: Artifact) -> Path:
         """A local file with an input artifact's bytes (downloaded into scratch when the

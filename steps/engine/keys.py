@@ -13,26 +13,22 @@ A step execution's key covers everything that can change its result, and nothing
 Each part is a digest on its own, recorded where it is produced (an output's digest on its
 step row, an item's on the item's row, the params' per step on the run), so the same key
 is computed here (for plans and dispatch) and inside the claim's SQL (`db.claims`), from
-the same strings: `input_key(...)` and the SQL must agree, and a test holds them to it.
+the same strings (`db.keys` defines them), and a test holds the two to it.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import inspect
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-#: Bumped if the way keys are formed ever changes: no key of the old form matches.
-KEY_FORMAT = "reelflow-key-1"
+from db.keys import KEY_FORMAT, input_key, mapped_digest, sha256_text
 
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+__all__ = ["KEY_FORMAT", "input_key", "mapped_digest", "sha256_text"]
 
 
 def _is_artifact(value: Mapping[str, Any]) -> bool:
@@ -69,26 +65,6 @@ def artifact_keys(value: Any) -> list[str]:
         for v in value:
             found.extend(artifact_keys(v))
     return found
-
-
-def mapped_digest(item_digests: Iterable[str]) -> str:
-    """The digest of a mapped step's outputs, read as one list (its items in order)."""
-    return sha256_text(",".join(item_digests))
-
-
-def input_key(
-    *,
-    step: str,
-    code_version: str,
-    params_digest: str,
-    item_digest: str | None,
-    inputs: Mapping[str, str],
-) -> str:
-    """The key of one execution. `inputs`: dependency name -> its output digest (a mapped
-    dependency's from `mapped_digest`). The SQL in `db.claims` builds the same string."""
-    deps = "\n".join(f"{name}={inputs[name]}" for name in sorted(inputs))
-    parts = [KEY_FORMAT, step, code_version, params_digest, item_digest or "", deps]
-    return sha256_text("\n".join(parts))
 
 
 def key_parts(

@@ -24,6 +24,7 @@ from reelflow.celery_app import app
 from reelflow.settings import get_settings
 from steps.engine import bridge
 from steps.engine.attempt import run as run_attempt
+from steps.engine.keys import changed_parts
 from steps.engine.lease import dead_local_owner
 from steps.engine.monitor import announce
 from steps.engine.retry import DEFAULT_POLICY, RetryPolicy
@@ -98,6 +99,9 @@ def _body(task: StepTask, run_id: str, key: str, generation: int = -1) -> None:
     task.execute_step(uuid.UUID(run_id), key, generation)
 
 
+#: How long a delivery waits before looking again when its key is being computed elsewhere.
+AWAIT_S = 1.0
+
 #: The step span records failures itself: Ignore (a stale message) and Retry are not errors.
 _QUIET: dict[str, Any] = {"record_exception": False, "set_status_on_exception": False}
 
@@ -141,6 +145,7 @@ class StepTask(Task):  # type: ignore[type-arg]
             worker_dead_after=settings.worker_dead_after_seconds,
             wants_params=self.spec.params_adapter is not None,
             steal_from=steal_from,
+            code_version=self.spec.version_now(),
         )
 
     def execute_step(self, run_id: uuid.UUID, key: str, generation: int) -> None:
@@ -174,6 +179,17 @@ class StepTask(Task):  # type: ignore[type-arg]
                 claiming.set_attribute(tracing.ATTEMPT, claim.attempt)
             span.set_attribute(tracing.ATTEMPT, claim.attempt)
             span.set_attribute("reelflow.claim.outcome", claim.outcome.value)
+            if claim.outcome is ClaimOutcome.REUSED:
+                # A result with this input key stood in: the function does not run.
+                log.info("step_reused", reused_from=claim.reused_from,
+                         input_key=claim.input_key, run_finished=claim.run_finished)  # fmt: skip
+                announce(self, "reused", reused_from=claim.reused_from)
+                return
+            if claim.outcome is ClaimOutcome.AWAITING:
+                # The same key is being computed elsewhere: look again shortly, then reuse.
+                log.info("step_awaiting_same_key", input_key=claim.input_key)
+                wait = min(10.0, AWAIT_S * (1 + (self.request.retries or 0)))
+                raise self.retry(countdown=wait, max_retries=None)
             if claim.outcome is ClaimOutcome.ALREADY_SUCCEEDED:
                 # A redelivered message: let the chain move on; the next claim absorbs it.
                 log.info("step_already_succeeded", attempt=claim.attempt)
@@ -191,6 +207,9 @@ class StepTask(Task):  # type: ignore[type-arg]
                 announce(self, "ignored", reason=claim.outcome.value)
                 raise Ignore()
             with bound_contextvars(attempt=claim.attempt):
+                if claim.input_key is not None:
+                    miss = changed_parts(claim.previous_parts, claim.key_parts or {})
+                    log.info("step_cache_miss", input_key=claim.input_key, changed=miss)
                 run_attempt(self, self.spec, run_id, key, claim)
 
 

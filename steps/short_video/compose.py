@@ -15,7 +15,7 @@ import av
 
 from reelflow.errors import PermanentStepError
 from steps import StepContext, step
-from steps.short_video.models import Script, Segment, ShortVideoParams, VideoOut, VoiceOut
+from steps.short_video.models import FrameParams, Script, Segment, VideoOut, VoiceOut
 
 AUDIO_RATE = 48000
 
@@ -86,7 +86,7 @@ def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
 @step()
 def compose_video(
     ctx: StepContext,
-    params: ShortVideoParams,
+    params: FrameParams,
     write_script: Script,
     synthesize_voice: VoiceOut,
     render_scene: list[Segment],

@@ -102,7 +102,7 @@ class ScenePainter:
         diag = (rows * self.lh + cols * self.lw) / (self.lw + self.lh)
         # One caption per spoken phrase (its window relative to the scene), or the scene's.
         phrases = scene.phrases or []
-        texts = [(p.start_s - scene.start_s, p.text) for p in phrases] or [(0.0, scene.caption)]
+        texts = [(p.start_s, p.text) for p in phrases] or [(0.0, scene.caption)]
         self.captions = [(start, caption_mask(text, width, height)) for start, text in texts]
         self.bar_h = max(4, height // 160)
         self._weights: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -28,6 +28,32 @@ class ShortVideoParams(BaseModel):
         return self
 
 
+# What each stage reads of the params: the part of its input key that params make. A
+# patch of a field a stage does not read (publish's, say) leaves its key, and its result.
+
+
+class TrendParams(BaseModel):
+    topic: str | None = None
+    trend_id: str | None = None
+
+
+class ScriptParams(TrendParams):
+    length_seconds: int = 30
+    fps: int = 30
+
+
+class VoiceParams(BaseModel):
+    voice: bool = True
+
+
+class FrameParams(BaseModel):
+    """What a scene's frames depend on besides the scene itself."""
+
+    width: int = 720
+    height: int = 1280
+    fps: int = 30
+
+
 class Trend(BaseModel):
     id: str
     title: str
@@ -52,18 +78,20 @@ class Style(BaseModel):
 
 
 class Phrase(BaseModel):
-    """A piece of narration, spoken and captioned together in its window of the video."""
+    """A piece of narration, spoken and captioned together in its window of the scene."""
 
     text: str
-    start_s: float
+    start_s: float  # from the start of its scene
     duration_s: float
 
 
 class Scene(BaseModel):
+    """One scene: everything its render reads, and nothing about the rest of the video (no
+    absolute time), so a longer scene 3 changes no other scene's render."""
+
     index: int
     narration: str
     caption: str
-    start_s: float
     duration_s: float
     style: Style
     #: The narration's phrases, covering the scene: the caption shows the one being spoken.
@@ -81,6 +109,14 @@ class Script(BaseModel):
     @property
     def duration_s(self) -> float:
         return sum(s.duration_s for s in self.scenes)
+
+    def starts(self) -> list[float]:
+        """Where each scene starts in the video: the scenes before it, end to end."""
+        out, at = [], 0.0
+        for scene in self.scenes:
+            out.append(at)
+            at += scene.duration_s
+        return out
 
 
 class VoiceOut(BaseModel):

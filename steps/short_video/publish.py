@@ -14,7 +14,7 @@ from pathlib import Path
 
 from reelflow.storage import ArtifactStore, publish_store
 from steps import Artifact, StepContext, file_digest, step
-from steps.short_video.models import Published, Script, ShortVideoParams, VideoOut
+from steps.short_video.models import Published, Script, VideoOut
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -28,10 +28,8 @@ def _place(store: ArtifactStore, source: Path, key: str, scratch: Path) -> Artif
     return Artifact(path=store.location(key), key=key, size=size, sha256=sha256)
 
 
-@step()
-def publish(
-    ctx: StepContext, params: ShortVideoParams, write_script: Script, compose_video: VideoOut
-) -> Published:
+@step(cache=False)  # it has side effects: its result is never reused
+def publish(ctx: StepContext, write_script: Script, compose_video: VideoOut) -> Published:
     store = publish_store()
     folder = f"{slug(write_script.title)}-{str(ctx.run_id)[:8]}"
     video = _place(store, ctx.local(compose_video.video), f"{folder}/video.mp4", ctx.scratch)

@@ -14,7 +14,7 @@ import av
 from reelflow.settings import get_settings
 from steps import RetryPolicy, StepContext, step
 from steps.short_video.frames import ScenePainter, torch_device
-from steps.short_video.models import Scene, Segment, ShortVideoParams
+from steps.short_video.models import FrameParams, Scene, Segment
 
 
 def encode_scene(painter: ScenePainter, path: str, tick: Callable[[], None] = lambda: None) -> int:
@@ -45,7 +45,7 @@ def encode_scene(painter: ScenePainter, path: str, tick: Callable[[], None] = la
 
 
 @step(queue="gpu", retry=RetryPolicy(max_attempts=3, backoff_base=2.0), time_limit=1800)
-def render_scene(ctx: StepContext, params: ShortVideoParams, item: Scene) -> Segment:
+def render_scene(ctx: StepContext, params: FrameParams, item: Scene) -> Segment:
     device = torch_device()
     painter = ScenePainter(item, params.width, params.height, params.fps, device=device)
     with ctx.artifact("segment.mp4") as segment:

@@ -15,7 +15,7 @@ from steps.short_video.models import (
     Phrase,
     Scene,
     Script,
-    ShortVideoParams,
+    ScriptParams,
     Style,
     Trend,
     TrendsOut,
@@ -53,7 +53,7 @@ SECONDS_PER_SCENE = 7.5
 class ScriptWriter(Protocol):
     name: str
 
-    def write(self, trend: Trend, params: ShortVideoParams) -> Script: ...
+    def write(self, trend: Trend, params: ScriptParams) -> Script: ...
 
 
 def scene_count(length_seconds: int) -> int:
@@ -74,8 +74,9 @@ _PHRASE_END = re.compile(r"(?<=[.,!?;:])\s+")
 
 def phrases_of(narration: str, start_s: float, duration_s: float) -> list[Phrase]:
     """The narration cut at its punctuation into phrases of at least three words, with
-    windows covering the scene in proportion to their words: the voice speaks each phrase
-    in its window and the caption shows it there, so the two cannot drift apart."""
+    windows covering the scene (from `start_s`, its start: 0) in proportion to their
+    words: the voice speaks each phrase in its window and the caption shows it there, so
+    the two cannot drift apart."""
     pieces: list[str] = []
     for piece in _PHRASE_END.split(narration.strip()):
         if pieces and (len(pieces[-1].split()) < 3 or len(piece.split()) < 3):
@@ -94,7 +95,7 @@ def phrases_of(narration: str, start_s: float, duration_s: float) -> list[Phrase
 class TemplateWriter:
     name = "template-v1"
 
-    def write(self, trend: Trend, params: ShortVideoParams) -> Script:
+    def write(self, trend: Trend, params: ScriptParams) -> Script:
         n = scene_count(params.length_seconds)
         points = trend.points or [trend.summary or trend.title]
         hook = f"{trend.title}. Here is what you need to know."
@@ -105,7 +106,7 @@ class TemplateWriter:
         # Whole frames per scene, adding up to the exact length.
         total_frames = params.length_seconds * params.fps
         base, extra = divmod(total_frames, n)
-        scenes, start = [], 0
+        scenes = []
         for i, line in enumerate(lines):
             frames = base + (1 if i < extra else 0)
             narration = line if line.endswith((".", "!", "?")) else f"{line}."
@@ -114,13 +115,11 @@ class TemplateWriter:
                     index=i,
                     narration=narration,
                     caption=_caption(trend.title if i == 0 else line),
-                    start_s=start / params.fps,
                     duration_s=frames / params.fps,
                     style=STYLES[(i + len(trend.id)) % len(STYLES)],
-                    phrases=phrases_of(narration, start / params.fps, frames / params.fps),
+                    phrases=phrases_of(narration, 0.0, frames / params.fps),
                 )
             )
-            start += frames
         return Script(
             writer=self.name,
             trend_id=trend.id,
@@ -135,5 +134,5 @@ WRITER: ScriptWriter = TemplateWriter()
 
 
 @step()
-def write_script(params: ShortVideoParams, collect_trends: TrendsOut) -> Script:
+def write_script(params: ScriptParams, collect_trends: TrendsOut) -> Script:
     return WRITER.write(collect_trends.chosen, params)

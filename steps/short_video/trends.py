@@ -8,6 +8,7 @@ class with `name` and `load()` and teaching `provider_for` its source.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import urllib.request
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 from reelflow.errors import PermanentStepError, TransientStepError
 from reelflow.settings import get_settings
 from steps import RetryPolicy, step
-from steps.short_video.models import ShortVideoParams, Trend, TrendsOut
+from steps.short_video.models import Trend, TrendParams, TrendsOut
 
 
 class TrendProvider(Protocol):
@@ -94,7 +95,7 @@ def provider_for(source: str) -> TrendProvider:
     return FileProvider(Path(source))
 
 
-def choose(trends: list[Trend], params: ShortVideoParams) -> Trend:
+def choose(trends: list[Trend], params: TrendParams) -> Trend:
     if not trends:
         raise PermanentStepError("the trend source is empty")
     if params.trend_id:
@@ -115,8 +116,22 @@ def choose(trends: list[Trend], params: ShortVideoParams) -> Trend:
     return max(trends, key=lambda t: t.score)
 
 
-@step(retry=RetryPolicy(max_attempts=3, backoff_base=2.0))
-def collect_trends(params: ShortVideoParams) -> TrendsOut:
+def source_version() -> str | None:
+    """What the trends read depend on besides the code: the bundled set's or the file's
+    bytes (by digest). A live feed changes by itself: its result is never reused."""
+    source = get_settings().trends_source
+    if source.startswith(("http://", "https://")):
+        return None
+    if source == "builtin":
+        data = resources.files("steps.short_video.data").joinpath("trends.json").read_bytes()
+    else:
+        path = Path(source)
+        data = path.read_bytes() if path.exists() else b"missing"
+    return hashlib.sha256(source.encode() + b"\0" + data).hexdigest()[:16]
+
+
+@step(retry=RetryPolicy(max_attempts=3, backoff_base=2.0), key_extra=source_version)
+def collect_trends(params: TrendParams) -> TrendsOut:
     provider = provider_for(get_settings().trends_source)
     trends = sorted(provider.load(), key=lambda t: -t.score)
     return TrendsOut(source=provider.name, trends=trends, chosen=choose(trends, params))

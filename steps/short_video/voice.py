@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from steps import StepContext, step
-from steps.short_video.models import Scene, Script, ShortVideoParams, VoiceOut
+from steps.short_video.models import Scene, Script, VoiceOut, VoiceParams
 from steps.short_video.speech import RATE, Speaker, find_speaker
 
 BASE_WPM = 165
@@ -29,11 +29,9 @@ MAX_WPM = 320
 def narration(speaker: Speaker, scenes: list[Scene], total: int) -> np.ndarray:
     """Each phrase spoken in its window (where its caption shows), sped up to fit it."""
     track = np.zeros(total, np.float32)
-    for scene in scenes:
-        lines = [(p.text, p.start_s, p.duration_s) for p in scene.phrases]
-        for text, start_s, duration_s in lines or [
-            (scene.narration, scene.start_s, scene.duration_s)
-        ]:
+    for scene, offset in zip(scenes, _starts(scenes), strict=True):
+        lines = [(p.text, offset + p.start_s, p.duration_s) for p in scene.phrases]
+        for text, start_s, duration_s in lines or [(scene.narration, offset, scene.duration_s)]:
             room = max(1, int(duration_s * RATE) - int(0.1 * RATE))
             samples = speaker.speak(text, BASE_WPM)
             if len(samples) > room:  # speak faster to fit the window
@@ -67,8 +65,8 @@ def tone_bed(scenes: list[Scene], total: int) -> np.ndarray:
     """A soft major chord per scene, rooted on a note that steps with the scene index."""
     track = np.zeros(total, np.float32)
     roots = (220.0, 246.94, 261.63, 293.66, 329.63, 349.23, 392.0, 440.0)
-    for scene in scenes:
-        start, length = int(scene.start_s * RATE), int(scene.duration_s * RATE)
+    for scene, offset in zip(scenes, _starts(scenes), strict=True):
+        start, length = int(offset * RATE), int(scene.duration_s * RATE)
         t = np.arange(length, dtype=np.float32) / RATE
         root = roots[scene.index % len(roots)]
         chord = sum(np.sin(2 * np.pi * root * ratio * t) for ratio in (1.0, 1.25, 1.5))
@@ -76,6 +74,15 @@ def tone_bed(scenes: list[Scene], total: int) -> np.ndarray:
         segment = (0.12 * chord * envelope).astype(np.float32)
         track[start : start + length] += segment[: max(0, total - start)]
     return track
+
+
+def _starts(scenes: list[Scene]) -> list[float]:
+    """Where each scene starts in the video (scenes carry no absolute time)."""
+    out, at = [], 0.0
+    for scene in scenes:
+        out.append(at)
+        at += scene.duration_s
+    return out
 
 
 def write_wav(path: Path, samples: np.ndarray) -> None:
@@ -88,7 +95,7 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
 
 
 @step()
-def synthesize_voice(ctx: StepContext, params: ShortVideoParams, write_script: Script) -> VoiceOut:
+def synthesize_voice(ctx: StepContext, params: VoiceParams, write_script: Script) -> VoiceOut:
     total = round(write_script.duration_s * RATE)
     speaker = find_speaker() if params.voice else None
     if speaker is not None and speaker.name == "espeak-ng-library":

@@ -36,7 +36,7 @@ def test_api_fuzz(api: ApiProcess) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def check(case: schemathesis.Case) -> None:
-            response = case.call(timeout=15)
+            response = case.call(timeout=15, headers={"X-Requested-With": "fuzz"})
             case.validate_response(response, checks=CHECKS)
 
         check()

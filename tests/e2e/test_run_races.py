@@ -59,7 +59,8 @@ def _failed_run(client: httpx.Client) -> str:
 
 
 async def _together(url: str, requests: list[tuple[str, str]]) -> list[httpx.Response]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    headers = {"X-Requested-With": "reelflow-tests"}  # a script, not a form
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
         return await asyncio.gather(*(http.request(m, p) for m, p in requests))
 
 

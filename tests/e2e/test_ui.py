@@ -51,6 +51,16 @@ def page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A CSP violation or a module that does not load is only logged. (An API answer of
+    # 4xx is logged too, as "Failed to load resource"; the tests provoke those on purpose.)
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error"
+            and not msg.text.startswith("Failed to load resource")
+            and errors.append(msg.text)
+        ),
+    )
     try:
         yield page
     finally:

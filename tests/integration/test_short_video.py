@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.slow]
 SMALL = {"length_seconds": 15, "width": 180, "height": 320, "fps": 12, "topic": "coral ocean"}
 
 
-async def _run(worker: WorkerProcess, **params: object) -> uuid.UUID:
-    run_id = (await start_run("short_video", {**SMALL, **params})).run.id
+async def _run(worker: WorkerProcess, cache: bool = True, **params: object) -> uuid.UUID:
+    run_id = (await start_run("short_video", {**SMALL, **params}, cache=cache)).run.id
     await wait_run(run_id, worker=worker, timeout=180)
     return run_id
 
@@ -96,7 +96,7 @@ async def test_failed_render_resumes_only_downstream_with_identical_video(
 async def test_retrying_a_render_overwrites_its_segment_and_leaves_no_strays(
     worker: WorkerProcess,
 ) -> None:
-    run_id = await _run(worker)
+    run_id = await _run(worker, cache=False)  # its own renders, not an earlier run's
     before = (await step_rows(run_id))["render_scene[0]"].output["video"]
     folder = Path(before["path"]).parent
     await retry_step(run_id, "render_scene[0]", actor="test")

@@ -81,9 +81,7 @@ def test_script_is_deterministic_and_exactly_timed(length: int) -> None:
 
 
 def test_frames_animate_and_show_the_caption() -> None:
-    scene = Scene(
-        index=0, narration="n", caption="Hello there", start_s=0, duration_s=2, style=STYLES[0]
-    )
+    scene = Scene(index=0, narration="n", caption="Hello there", duration_s=2, style=STYLES[0])
     painter = ScenePainter(scene, 360, 640, 10)
     first, later = painter.frame(0), painter.frame(15)
     assert first.shape == (640, 360, 4) and first.dtype == np.uint8
@@ -98,19 +96,19 @@ def test_captions_follow_the_spoken_phrases() -> None:
     from steps.short_video.script import phrases_of
 
     narration = "Bees are back in town, and they brought friends. Nobody saw it coming!"
-    phrases = phrases_of(narration, start_s=4.0, duration_s=6.0)
+    phrases = phrases_of(narration, start_s=0.0, duration_s=6.0)  # times within the scene
     assert [p.text for p in phrases] == [
         "Bees are back in town,", "and they brought friends.", "Nobody saw it coming!"
     ]  # fmt: skip
-    assert phrases[0].start_s == 4.0
-    assert abs(phrases[-1].start_s + phrases[-1].duration_s - 10.0) < 1e-6  # the whole scene
+    assert phrases[0].start_s == 0.0
+    assert abs(phrases[-1].start_s + phrases[-1].duration_s - 6.0) < 1e-6  # the whole scene
     assert all(a.start_s + a.duration_s - b.start_s < 1e-6 for a, b in itertools.pairwise(phrases))
-    scene = Scene(index=1, narration=narration, caption="Bees", start_s=4.0, duration_s=6.0,
+    scene = Scene(index=1, narration=narration, caption="Bees", duration_s=6.0,
                   style=STYLES[0], phrases=phrases)  # fmt: skip
     painter = ScenePainter(scene, 360, 640, 10)
     shown = [painter.caption_at(t / 10) for t in range(60)]
     assert shown[0] == 0 and shown[-1] == 2 and shown == sorted(shown)
-    second = round((phrases[1].start_s - 4.0) * 10) + 5  # half a second into phrase two
+    second = round(phrases[1].start_s * 10) + 5  # half a second into phrase two
     assert painter.caption_at(second / 10) == 1
     assert not np.array_equal(painter.frame(second - 6), painter.frame(second))  # new words
 
@@ -127,7 +125,7 @@ def test_the_voice_speaks_each_phrase_in_its_window() -> None:
             return np.ones(int(0.5 * RATE), np.float32)
 
     phrases = phrases_of("One two three four, five six seven eight.", 0.0, 4.0)
-    scene = Scene(index=0, narration="", caption="", start_s=0.0, duration_s=4.0,
+    scene = Scene(index=0, narration="", caption="", duration_s=4.0,
                   style=STYLES[0], phrases=phrases)  # fmt: skip
     track = narration(Tone(), [scene], 4 * RATE)
     for phrase in phrases:
@@ -142,7 +140,6 @@ def test_torch_backend_matches_numpy_within_rounding() -> None:
         index=1,
         narration="n",
         caption="Same on every device",
-        start_s=0,
         duration_s=1,
         style=STYLES[2],
     )
@@ -171,9 +168,7 @@ def test_a_render_stops_when_its_run_is_cancelled(tmp_path: Path) -> None:
         stop_requested=lambda: stop["now"],
     )
     ctx.check_cancelled()  # nothing asked yet
-    scene = Scene(
-        index=0, narration="n", caption="Stop me", start_s=0, duration_s=3, style=STYLES[0]
-    )
+    scene = Scene(index=0, narration="n", caption="Stop me", duration_s=3, style=STYLES[0])
     painter = ScenePainter(scene, 160, 288, 10)
     ticks = []
 

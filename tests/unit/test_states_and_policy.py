@@ -30,7 +30,9 @@ def test_step_lifecycle_moves() -> None:
     assert step_can_move(StepStatus.FAILED, StepStatus.PENDING)
     assert step_can_move(StepStatus.SUPERSEDED, StepStatus.PENDING)
     assert not step_can_move(StepStatus.SUCCEEDED, StepStatus.RUNNING)
-    assert not step_can_move(StepStatus.PENDING, StepStatus.SUCCEEDED)
+    assert step_can_move(StepStatus.PENDING, StepStatus.SUCCEEDED)  # a result reused
+    assert step_can_move(StepStatus.FAILED, StepStatus.SUCCEEDED)  # an output replaced
+    assert not step_can_move(StepStatus.SUPERSEDED, StepStatus.SUCCEEDED)
     assert not step_can_move(StepStatus.RUNNING, StepStatus.SUPERSEDED)  # never in flight
     for terminal in STEP_TERMINAL - {StepStatus.CANCELLED}:
         assert not step_can_move(terminal, StepStatus.CANCELLED)

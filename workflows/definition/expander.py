@@ -19,7 +19,7 @@ from structlog.contextvars import bound_contextvars
 from db import repository as repo
 from db.engine import get_engine
 from db.errors import db_retry
-from db.states import RUN_CLAIMABLE, RunStatus, StepStatus, run_sources
+from db.states import RUN_CLAIMABLE, RunStatus, run_sources
 from reelflow.celery_app import app
 from reelflow.errors import ReelflowError, StaleDelivery, UnknownWorkflow
 from steps.engine import bridge
@@ -27,48 +27,17 @@ from steps.engine.monitor import announce
 from steps.engine.spec import check_message_args
 from workflows.definition.canvas import EXPAND_TASK, expander_key
 from workflows.definition.compiler import compile_node
+from workflows.definition.expansion import (
+    MapNotReady,
+    MapSourceInvalid,
+    expand_items,
+    top_level_unit,
+)
 from workflows.definition.registry import get_workflow
-from workflows.definition.spec import Chain, Map, Node, walk
-from workflows.definition.workflow import Workflow
+from workflows.definition.spec import Map, walk
+from workflows.runs.reuse import finish_if_done, reuse_known
 
 log = structlog.get_logger("reelflow.expander")
-
-
-class MapNotReady(ReelflowError):
-    """An expander message for a map the run cannot expand now: the workflow has no such
-    map, or its source has not succeeded. It changes nothing; the run's own expander
-    (sent after the source succeeds) expands it."""
-
-    code = "map_not_ready"
-
-
-class MapSourceInvalid(ReelflowError):
-    """The map's source succeeded, but its output has no list at the map's path: the run
-    fails, as it would for a failure of that step."""
-
-    code = "map_source_invalid"
-
-
-def top_level_unit(workflow: Workflow, mapped_step: str) -> Node:
-    """The element in chain position that holds the map: what the expander becomes."""
-    canvas = workflow.canvas
-    units = canvas.nodes if isinstance(canvas, Chain) else (canvas,)
-    for unit in units:
-        if any(isinstance(n, Map) and n.step == mapped_step for n in walk(unit)):
-            return unit
-    raise MapNotReady(f"workflow {workflow.name} has no map of {mapped_step!r}")
-
-
-def pluck(output: Any, path: tuple[str, ...]) -> list[Any]:
-    value = output
-    try:
-        for part in path:
-            value = value[part]
-    except (KeyError, IndexError, TypeError):
-        raise MapSourceInvalid(f"map source has no field {'.'.join(path)}") from None
-    if not isinstance(value, list):
-        raise MapSourceInvalid(f"map source field {'.'.join(path)} is not a list")
-    return value
 
 
 class RunStopped(ReelflowError):
@@ -83,9 +52,10 @@ _IGNORED: dict[type[Exception], str] = {
 
 
 async def expand(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signature | None:
-    """Expand the unit's maps not expanded for their source's current output, and compile
-    the unit (None: nothing left to run). A map expanding again (its source reran) takes
-    back the superseded rows of the indices it still has; the rest stay superseded."""
+    """Expand the unit's maps not expanded for their source's current output, reuse what
+    can be reused, and compile the unit (None: nothing left to run). A map expanding again
+    (its source reran) takes back the superseded rows of the indices it still has; the rest
+    stay superseded."""
     async with get_engine().begin() as conn:
         run = await repo.get_run(conn, run_id=run_id, for_update=True)
         if run is not None and run.generation != generation:
@@ -94,30 +64,20 @@ async def expand(run_id: uuid.UUID, mapped_step: str, generation: int) -> Signat
             raise RunStopped()
         workflow = get_workflow(run.workflow)
         unit = top_level_unit(workflow, mapped_step)
-        expanded = dict(run.maps)
         widths: dict[str, int] = {}
         for node in walk(unit):
-            if not isinstance(node, Map) or node.step in expanded:
-                continue
-            found = await repo.get_step_output(conn, run_id=run_id, key=node.source)
-            if found is None or found[0] is not StepStatus.SUCCEEDED:
-                raise MapNotReady(f"{node.source} has not succeeded; cannot map {node.step}")
-            items = pluck(found[1], node.path)
-            await repo.attach_items(
-                conn,
-                run_id=run_id,
-                items=[
-                    workflow.new_step(node.step, run.params, index=i, item=item)
-                    for i, item in enumerate(items)
-                ],
-            )
-            widths[node.step] = len(items)
-        if widths:
-            await repo.set_maps(conn, run_id=run_id, expanded=widths, removed=())
+            if isinstance(node, Map) and node.step not in run.maps:
+                widths[node.step] = await expand_items(conn, workflow, run, node)
+        fresh = await repo.get_run(conn, run_id=run_id)
+        assert fresh is not None
+        reused = await reuse_known(conn, workflow, fresh)  # unchanged items do not run
         rows = await repo.open_steps(conn, run_id=run_id)
-        compiled = compile_node(workflow, unit, run_id, rows, expanded | widths, generation)
+        compiled = compile_node(workflow, unit, run_id, rows, fresh.maps, generation)
         await repo.mark_queued(conn, run_id=run_id, keys=compiled.heads)
-        log.info("map_expanded", mapped_step=mapped_step, widths=widths, steps=len(compiled.keys))
+        if compiled.canvas is None and fresh.status is RunStatus.RUNNING:
+            await finish_if_done(conn, run_id)
+        log.info("map_expanded", mapped_step=mapped_step, widths=widths,
+                 steps=len(compiled.keys), reused=len(reused))  # fmt: skip
         return compiled.canvas
 
 

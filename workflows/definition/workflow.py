@@ -14,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from db.records import NewStep
 from reelflow.errors import InvalidParams, field_errors, summarise
-from steps.engine.spec import StepSpec, item_key
+from steps.engine import keys
+from steps.engine.spec import StepSpec, item_key, read_params
 from steps.engine.task import STEPS
 from workflows.definition.spec import Chain, Chord, Group, Map, Node, StepRef, walk
 
@@ -83,7 +84,13 @@ class Workflow:
             max_attempts=self.max_attempts(name, params),
             item_index=index,
             item=item,
+            item_digest=keys.digest(item) if index is not None else None,
         )
+
+    def param_digests(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """Per step, the digest of the params fields it reads (a part of its input key):
+        a patch of a field only `publish` reads changes only `publish`'s."""
+        return {n: keys.digest(read_params(STEPS[n], dict(params))) for n in self.step_names}
 
     def initial_steps(self, params: Mapping[str, Any]) -> list[NewStep]:
         """Rows for every step known before the run starts (map items come at expansion)."""

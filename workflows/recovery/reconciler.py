@@ -176,7 +176,8 @@ async def _redispatch(run_id: uuid.UUID) -> None:
         if await repo.intent_of(conn, run_id=run_id, generation=run.generation) is not None:
             return
         intent = await dispatch.redispatch(conn, run, actor=ACTOR)
-    await relay.publish(intent)
+    if intent is not None:
+        await relay.publish(intent)
 
 
 async def _settle(report: Report, run: RunRecord, statuses: list[StepStatus]) -> None:

@@ -39,8 +39,13 @@ async def check_capacity(conn: AsyncConnection, *, idempotency_key: str | None) 
         )
 
 
-def request_hash(workflow: str, params: Mapping[str, Any], faults: Mapping[str, int]) -> str:
-    body = json.dumps({"workflow": workflow, "params": params, "faults": faults}, sort_keys=True)
+def request_hash(
+    workflow: str, params: Mapping[str, Any], faults: Mapping[str, int], *, cache: bool = True
+) -> str:
+    request: dict[str, Any] = {"workflow": workflow, "params": params, "faults": faults}
+    if not cache:  # only when asked: the hashes of earlier requests stay what they were
+        request["cache"] = False
+    body = json.dumps(request, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

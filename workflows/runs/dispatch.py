@@ -17,6 +17,7 @@ from workflows.definition.compiler import NotDispatchable, StepsRunning, compile
 from workflows.definition.registry import get_workflow
 from workflows.definition.workflow import Workflow
 from workflows.runs import relay
+from workflows.runs.reuse import finish_if_done, reuse_known
 
 
 async def reset_steps(
@@ -27,6 +28,7 @@ async def reset_steps(
     keys: list[str],
     names: set[str],
     remap: set[str],
+    forced: list[str] | None = None,
 ) -> int:
     """Steps back to pending (output cleared) with a fresh attempt budget; items of maps
     whose source reruns superseded; the run pending under its next generation."""
@@ -40,6 +42,9 @@ async def reset_steps(
     )
     budgets = {n: workflow.max_attempts(n, run.params) for n in {step_of_key(k) for k in moved}}
     await repo.renew_budgets(conn, run_id=run.id, keys=moved, budgets=budgets)
+    # Asked for by name: it runs again even with a result of its key (its dependents still
+    # reuse theirs when its output comes out the same).
+    await repo.force_rerun(conn, run_id=run.id, keys=forced or [])
     if remap:
         await repo.supersede_items(conn, run_id=run.id, mapped=remap)
         await repo.set_maps(conn, run_id=run.id, expanded={}, removed=remap)
@@ -53,13 +58,20 @@ async def reset_steps(
 
 async def write_intent(
     conn: AsyncConnection, workflow: Workflow, run: RunRecord, generation: int, *, reason: str
-) -> int:
-    """Compile what is left of the run and write the intent to publish it."""
-    rows = await repo.open_steps(conn, run_id=run.id)
+) -> int | None:
+    """Reuse what can be reused now, compile what is left of the run and write the intent
+    to publish it. None: every step it had left was reused, and the run has finished."""
     fresh = await repo.get_run(conn, run_id=run.id)
     assert fresh is not None
+    reused = await reuse_known(conn, workflow, fresh)
+    if reused:
+        fresh = await repo.get_run(conn, run_id=run.id)
+        assert fresh is not None
+    rows = await repo.open_steps(conn, run_id=run.id)
     compiled = compile_run(workflow, run.id, rows, fresh.maps, generation)
     if compiled.canvas is None:
+        if await finish_if_done(conn, run.id):
+            return None  # every step it had left was reused (or replaced): it is done
         raise NotDispatchable(f"run {run.id} has nothing left to run")
     await repo.mark_queued(conn, run_id=run.id, keys=compiled.heads)
     return await repo.add_intent(
@@ -101,7 +113,7 @@ async def requeue(
     return await write_intent(conn, workflow, run, generation, reason=reason)
 
 
-async def redispatch(conn: AsyncConnection, run: RunRecord, *, actor: str) -> int:
+async def redispatch(conn: AsyncConnection, run: RunRecord, *, actor: str) -> int | None:
     """A pending run without an intent (never expected): write one for its generation."""
     workflow = get_workflow(run.workflow)
     await repo.add_event(

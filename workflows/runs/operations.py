@@ -70,13 +70,16 @@ async def start_run(
     idempotency_key: str | None = None,
     faults: Mapping[str, int] | None = None,
     actor: str = "api",
+    cache: bool = True,
 ) -> StartResult:
     """Accept a run: the run, its steps and its dispatch intent commit together."""
     admission.check_size(params)
     workflow = get_workflow(workflow_name)
     clean = workflow.validate_params(params).model_dump(mode="json")
     wanted = admission.check_faults(faults)
-    digest = admission.request_hash(workflow.name, clean, wanted)
+    # A fault must meet an execution: a run with faults (a test) reuses no result.
+    cache = cache and not wanted
+    digest = admission.request_hash(workflow.name, clean, wanted, cache=cache)
     async with get_engine().begin() as conn:
         await admission.check_capacity(conn, idempotency_key=idempotency_key)
         run, created = await repo.create_run(
@@ -89,6 +92,8 @@ async def start_run(
             request_hash=digest,
             steps=workflow.initial_steps(clean),
             actor=actor,
+            param_digests=workflow.param_digests(clean),
+            cache=cache,
         )
         if not created:
             if run.request_hash is not None and run.request_hash != digest:
@@ -115,7 +120,7 @@ async def resume_run(
 ) -> RunRecord | Plan:
     """Run every step that has not succeeded; the rest keep their recorded outputs."""
     async with get_engine().begin() as conn:
-        run, rows = await _load_idle(conn, run_id, allowed=RUN_RESUMABLE, verb="resume")
+        run, rows = await load_idle(conn, run_id, allowed=RUN_RESUMABLE, verb="resume")
         if dry_run:
             return await _plan(conn, run, "resume")
         await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
@@ -128,7 +133,8 @@ async def resume_run(
             conn, run_id=run_id, kind="resumed", actor=actor, detail={"reset": reset}
         )
         intent = await dispatch.write_intent(conn, workflow, run, generation, reason="resumed")
-    await relay.publish(intent)
+    if intent is not None:
+        await relay.publish(intent)
     return await get_run(run_id)
 
 
@@ -138,7 +144,7 @@ async def retry_step(
     """Rerun one step and every step downstream of it, whatever their state (and anything
     else not succeeded, as a resume would). Maps whose source reruns expand again."""
     async with get_engine().begin() as conn:
-        run, rows = await _load_idle(conn, run_id, allowed=RUN_RETRYABLE, verb="retry")
+        run, rows = await load_idle(conn, run_id, allowed=RUN_RETRYABLE, verb="retry")
         found = await repo.get_step_output(conn, run_id=run_id, key=key)
         if found is None or found[0] is StepStatus.SUPERSEDED:
             raise StepNotFound(f"run {run_id} has no step {key!r}")
@@ -153,7 +159,7 @@ async def retry_step(
         # the maps that expand again (they are superseded instead).
         keys = [key, *(r.key for r in rows if r.status in STEP_RESUMABLE and r.step not in remap)]
         generation = await dispatch.reset_steps(
-            conn, workflow, run, keys=keys, names=below, remap=remap
+            conn, workflow, run, keys=keys, names=below, remap=remap, forced=[key]
         )
         await repo.add_event(
             conn,
@@ -163,7 +169,8 @@ async def retry_step(
             detail={"step": key, "reset": sorted({*keys, *below}), "remapped": sorted(remap)},
         )
         intent = await dispatch.write_intent(conn, workflow, run, generation, reason="retried")
-    await relay.publish(intent)
+    if intent is not None:
+        await relay.publish(intent)
     return await get_run(run_id)
 
 
@@ -172,7 +179,7 @@ async def cancel_run(run_id: uuid.UUID, *, actor: str = "api") -> RunRecord:
     yet published is discarded by the relay, which publishes nothing for a cancelled run
     (touching it here could deadlock with a relay holding it)."""
     async with get_engine().begin() as conn:
-        run = await _locked(conn, run_id)
+        run = await locked(conn, run_id)
         if run.status not in RUN_CANCELLABLE:
             raise RunStateConflict(
                 f"run {run_id} is {run.status}: nothing to cancel", status=run.status
@@ -212,15 +219,15 @@ async def get_run(run_id: uuid.UUID) -> RunRecord:
         return await repo.require_run(conn, run_id=run_id)
 
 
-async def _locked(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord:
+async def locked(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord:
     return await repo.require_run(conn, run_id=run_id, for_update=True)
 
 
-async def _load_idle(
+async def load_idle(
     conn: AsyncConnection, run_id: uuid.UUID, *, allowed: frozenset[RunStatus], verb: str
 ) -> tuple[RunRecord, list[OpenStep]]:
     """The run (locked) and its open steps, provided it stopped and nothing is in flight."""
-    run = await _locked(conn, run_id)
+    run = await locked(conn, run_id)
     if run.status in (RunStatus.RUNNING, RunStatus.PENDING):
         doing = "running" if run.status is RunStatus.RUNNING else "already queued for dispatch"
         raise RunBusy(f"run {run_id} is {doing}: cannot {verb} it", status=run.status)

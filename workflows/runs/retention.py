@@ -104,7 +104,9 @@ async def prune_selected(
         report.runs += 1
         report.steps += pruned.steps
         report.attempts += pruned.attempts
-        deleted = await _delete_files(store, pruned.deletion_id, f"{run_id}/")
+        async with get_engine().connect() as conn:
+            recorded = await repo.deletion(conn, deletion_id=pruned.deletion_id)
+        deleted = await _delete_files(store, recorded)
         report.artifact_dirs += 1 if deleted else 0
         report.artifacts += deleted
     if report.runs:
@@ -112,23 +114,30 @@ async def prune_selected(
     return report
 
 
-async def _delete_files(store: ArtifactStore, deletion_id: int, prefix: str) -> int:
-    """Delete the files under `prefix`, then forget the recorded deletion; returns how many
-    were deleted. A storage error leaves the record for the next prune."""
+async def _delete_files(store: ArtifactStore, deletion: repo.Deletion) -> int:
+    """Delete a pruned run's files (all under its prefix but those other runs still use,
+    and the files of earlier pruned runs only it still used), then forget the recorded
+    deletion; returns how many were deleted. A storage error leaves the record for the
+    next prune."""
     try:
-        keys = await asyncio.to_thread(store.keys, prefix)
-        await asyncio.to_thread(store.delete_prefix, prefix)
+        under = await asyncio.to_thread(store.keys, deletion.prefix)
+        doomed = [k for k in under if k not in set(deletion.keep)] + deletion.keys
+        if deletion.keep:
+            await asyncio.to_thread(store.delete_keys, doomed)
+        else:
+            await asyncio.to_thread(store.delete_prefix, deletion.prefix)
+            await asyncio.to_thread(store.delete_keys, deletion.keys)
     except Exception as exc:
-        log.warning("artifacts_not_deleted", prefix=prefix, error=repr(exc))
+        log.warning("artifacts_not_deleted", prefix=deletion.prefix, error=repr(exc))
         return 0
     async with get_engine().begin() as conn:
-        await repo.forget_deletion(conn, deletion_id=deletion_id)
-    return len(keys)
+        await repo.forget_deletion(conn, deletion_id=deletion.id)
+    return len(doomed)
 
 
 async def _delete_leftover_files(store: ArtifactStore) -> None:
     """Files of runs pruned by a prune that stopped before deleting them."""
     async with get_engine().connect() as conn:
         leftover = await repo.pending_deletions(conn)
-    for deletion_id, prefix in leftover:
-        await _delete_files(store, deletion_id, prefix)
+    for found in leftover:
+        await _delete_files(store, found)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = 'e2a7c4d9b1f3'
 down_revision: str | None = 'c7e19a2f5d30'
@@ -22,6 +23,10 @@ def upgrade() -> None:
         'artifact_deletions',
         sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column('prefix', sa.String(length=300), nullable=False),
+        sa.Column('keep', postgresql.JSONB(astext_type=sa.Text()),
+                  server_default=sa.text("'[]'::jsonb"), nullable=False),
+        sa.Column('keys', postgresql.JSONB(astext_type=sa.Text()),
+                  server_default=sa.text("'[]'::jsonb"), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'),
                   nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_artifact_deletions')),

@@ -1,5 +1,4 @@
-"""ORM models. The state columns are guarded by CHECK constraints and by the transition
-triggers `db/states.py` declares."""
+"""The run, its steps and their attempts, and its events: the state of every run."""
 
 from __future__ import annotations
 
@@ -57,6 +56,10 @@ class WorkflowRun(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     #: Maps expanded for the current output of their source: mapped step -> width.
     maps: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    #: Per step, the digest of the params fields it reads (a part of its input key).
+    param_digests: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    #: False: the run asked for fresh results (no step reuses one).
+    cache: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -107,6 +110,16 @@ class StepRun(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The worker (its heartbeat row) whose process holds the lease.
     lease_worker: Mapped[str | None] = mapped_column(String(64))
+    #: The key of the result it holds (or of its running attempt), its parts, and digests.
+    input_key: Mapped[str | None] = mapped_column(String(64))
+    key_parts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    item_digest: Mapped[str | None] = mapped_column(String(64))
+    output_digest: Mapped[str | None] = mapped_column(String(64))
+    #: Where its output came from when it did not run: {run_id, key, attempt} of the
+    #: execution that produced it, or {revision: n} for an output an operator replaced.
+    reused_from: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: Rerun it even if a result with its key exists (a retry was asked for).
+    force_rerun: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -152,6 +165,8 @@ class StepAttempt(Base):
     error_type: Mapped[str | None] = mapped_column(String(200))
     error_message: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
+    #: The input key this attempt computed under (None: a step that never reuses).
+    input_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class RunEvent(Base):
@@ -166,86 +181,3 @@ class RunEvent(Base):
     actor: Mapped[str] = mapped_column(String(100), server_default="system")
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class DispatchIntent(Base):
-    """The outbox: a generation of a run to publish, written with the state change that
-    asked for it, and published (then marked sent) by a relay."""
-
-    __tablename__ = "dispatch_intents"
-    __table_args__ = (
-        UniqueConstraint("run_id", "generation"),
-        Index(
-            "ix_dispatch_intents_due",
-            "available_at",
-            postgresql_where=text("sent_at IS NULL AND discarded_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
-    )
-    generation: Mapped[int] = mapped_column(Integer)
-    canvas: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    reason: Mapped[str] = mapped_column(String(50))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    available_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    discarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    publish_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    last_error: Mapped[str | None] = mapped_column(Text)
-    #: W3C trace context of the request that wrote it (`traceparent`...), when traced.
-    trace: Mapped[dict[str, str] | None] = mapped_column(JSONB)
-
-
-class WorkerHeartbeat(Base):
-    """One row per running worker (main process), refreshed every few seconds: a lease
-    whose worker stopped beating is released without waiting for the lease to expire."""
-
-    __tablename__ = "worker_heartbeats"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    hostname: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
-    queues: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class EngineCounter(Base):
-    """Monotonic counters of engine events that leave no row behind (an ignored delivery)."""
-
-    __tablename__ = "engine_counters"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    label: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-
-
-class ArtifactDeletion(Base):
-    """Files of a pruned run still to delete, written in the transaction that deletes the
-    run's rows: rows go first, so a crash can leave files nothing points to (deleted by
-    the next prune), never rows that point to missing files."""
-
-    __tablename__ = "artifact_deletions"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    #: A key prefix in the artifact store (`<run_id>/`).
-    prefix: Mapped[str] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class InjectedFault(Base):
-    """A testing aid's own storage: attempts of a step that the run asked to fail
-    (`faults`, accepted only with ALLOW_FAULT_INJECTION). Never read on the claim path."""
-
-    __tablename__ = "injected_faults"
-
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    step_key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,54 @@
+// Talking to the API: the fetch wrapper, its errors in words, and the bearer token.
+
+const TOKEN_KEY = "reelflow.token";
+
+export class Problem extends Error {
+  constructor(status, body) {
+    super(body?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+export async function api(path, { method = "GET", body, headers = {} } = {}) {
+  const token = localStorage.getItem(TOKEN_KEY);
+  const sent = { Accept: "application/json", ...headers };
+  if (token && method !== "GET") sent.Authorization = `Bearer ${token}`;
+  // Every change is sent as JSON, a body-less one too: the API refuses form-shaped writes.
+  if (method !== "GET") sent["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers: sent, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
+  if (!response.ok) throw new Problem(response.status, data);
+  return { status: response.status, data };
+}
+
+/** A problem, in words an operator can act on. */
+export function explain(error) {
+  if (!(error instanceof Problem)) return `The API did not answer (${error.message}).`;
+  const detail = error.body.detail || error.message;
+  if (error.status === 401) return `Refused: this API needs its token (401). ${detail}`;
+  if (error.status === 409) return `Not now: ${detail} (409${error.body.run_status ? `, the run is ${error.body.run_status}` : ""}).`;
+  if (error.status === 503) return `The service is unavailable: ${detail} (503). Try again shortly.`;
+  if (error.status === 429) return `Too many requests: ${detail} (429).`;
+  return `${detail} (${error.status}).`;
+}
+
+/** Keep the token for later actions (in this browser only). */
+export function saveToken(value) {
+  localStorage.setItem(TOKEN_KEY, value);
+}
+
+let guarded = null; // does the API ask for a token? (its OpenAPI declares bearer security)
+export async function apiIsGuarded() {
+  if (guarded === null) {
+    try {
+      const { data } = await api("/openapi.json");
+      guarded = Boolean(data?.components?.securitySchemes);
+    } catch { guarded = false; }
+  }
+  return guarded;
+}

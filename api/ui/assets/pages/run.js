@@ -1,0 +1,52 @@
+// A run (/ui/runs/{id}): its actions, facts, steps, attempts, params and events, kept
+// current from the run's SSE stream.
+
+import { api } from "../api.js";
+import { cancel, resume } from "../dialogs.js";
+import { badge, duration, h, setPage, when } from "../dom.js";
+import { follow } from "../follow.js";
+import { artifactsOf, media } from "../media.js";
+import { adopt, live } from "../nav.js";
+import { states } from "../states.js";
+import { graph, timeline } from "./graph.js";
+
+export async function runPage(gen, id) {
+  const [{ data: workflows }, known] = await Promise.all([api("/workflows"), states()]);
+  if (!live(gen)) return;
+  const actions = h("div", { class: "actions" });
+  const body = h("div");
+  const opened = new Set(); // the maps whose items the operator opened stay open on refresh
+  setPage(`Run ${id.slice(0, 8)}`, h("h1", {}, "Run ", h("span", { class: "mono" }, id)), actions, body);
+
+  async function refresh() {
+    const [{ data: run }, { data: attempts }, { data: history }] = await Promise.all([
+      api(`/runs/${id}`), api(`/runs/${id}/attempts`), api(`/runs/${id}/history`),
+    ]);
+    const workflow = workflows.find((w) => w.name === run.workflow);
+    actions.replaceChildren(
+      h("button", { type: "button", onclick: () => resume(run), disabled: !known.run.resumable.includes(run.status) }, "Resume run"),
+      h("button", { type: "button", class: "danger", onclick: () => cancel(run), disabled: !known.run.cancellable.includes(run.status) }, "Cancel run"),
+    );
+    const composed = run.steps.find((s) => s.key === "compose_video" && s.status === "succeeded");
+    body.replaceChildren(
+      composed ? media(id, artifactsOf(composed.output)) : "",
+      h("dl", { class: "meta" },
+        h("dt", {}, "Status"), h("dd", { id: "run-status" }, badge(run.status)),
+        h("dt", {}, "Workflow"), h("dd", {}, `${run.workflow} (version ${run.workflow_version})`),
+        h("dt", {}, "Steps done"), h("dd", {}, `${run.steps_done}/${run.steps_total}`),
+        h("dt", {}, "Created"), h("dd", {}, when(run.created_at)),
+        h("dt", {}, "Duration"), h("dd", {}, duration(run)),
+        h("dt", {}, "Generation"), h("dd", {}, run.generation),
+        run.idempotency_key ? [h("dt", {}, "Idempotency key"), h("dd", { class: "mono" }, run.idempotency_key)] : [],
+        run.error ? [h("dt", {}, "Error"), h("dd", { class: "error-text" }, `${run.error.step ? `${run.error.step}: ` : ""}${run.error.type}: ${run.error.message}`)] : []),
+      h("h2", {}, "Steps"), workflow ? graph(run, workflow, run.steps, opened, known.step.precedence) : h("p", {}, "Unknown workflow."),
+      h("h2", {}, "Attempts"), attempts.length ? timeline(run, attempts) : h("p", { class: "muted" }, "No attempt yet."),
+      h("h2", {}, "Params"), h("pre", {}, JSON.stringify(run.params, null, 2)),
+      h("h2", {}, "Events"), h("ul", {}, history.map((e) => h("li", {},
+        h("strong", {}, e.kind), ` by ${e.actor}, ${when(e.created_at)}`,
+        Object.keys(e.detail || {}).length && e.kind !== "created" ? h("span", { class: "muted mono" }, ` ${JSON.stringify(e.detail)}`) : ""))),
+    );
+  }
+  await refresh();
+  adopt(gen, follow(id, refresh, known.run.terminal));
+}

@@ -1,0 +1,67 @@
+// The runs list (/ui): filters, the table (refreshed every 2 s) and cursor paging.
+
+import { api } from "../api.js";
+import { badge, duration, every, h, link, runPath, setPage, when } from "../dom.js";
+import { adopt, go, live } from "../nav.js";
+import { states } from "../states.js";
+
+export async function runsPage(gen, query) {
+  const params = new URLSearchParams(query);
+  const [{ data: listed }, known] = await Promise.all([api("/workflows"), states()]);
+  if (!live(gen)) return;
+  const workflows = listed.map((w) => w.name);
+  const cursors = params.get("after") ? params.get("after").split(",") : [];
+  const filters = h("form", { class: "filters", role: "search", onsubmit: (e) => {
+    e.preventDefault();
+    const next = new URLSearchParams();
+    for (const [k, v] of new FormData(e.target)) if (v) next.set(k, v);
+    go(`/ui?${next}`);
+  } },
+    h("div", {}, h("label", { for: "f-status" }, "Status"),
+      h("select", { id: "f-status", name: "status" }, h("option", { value: "" }, "any"),
+        known.run.statuses.map((s) => h("option", { value: s, selected: params.get("status") === s }, s)))),
+    h("div", {}, h("label", { for: "f-workflow" }, "Workflow"),
+      h("select", { id: "f-workflow", name: "workflow" }, h("option", { value: "" }, "any"),
+        workflows.map((w) => h("option", { value: w, selected: params.get("workflow") === w }, w)))),
+    h("div", {}, h("label", { for: "f-q" }, "Run id or idempotency key"),
+      h("input", { id: "f-q", name: "q", value: params.get("q") || "", size: 28 })),
+    h("button", { type: "submit" }, "Filter"),
+  );
+  const body = h("tbody");
+  const table = h("div", { class: "table-wrap" }, h("table", {},
+    h("caption", { class: "muted", style: "text-align:left" }, "Runs, newest first"),
+    h("thead", {}, h("tr", {}, ["Run", "Workflow", "Status", "Created", "Duration", "Steps"]
+      .map((c, i) => h("th", { scope: "col", class: i === 4 ? "hide-narrow" : null }, c)))),
+    body));
+  const pager = h("div", { class: "pager" });
+  setPage("Runs", h("h1", {}, "Runs"), filters, table, pager);
+
+  const api_query = new URLSearchParams();
+  for (const k of ["status", "workflow", "q"]) if (params.get(k)) api_query.set(k, params.get(k));
+  api_query.set("limit", "50");
+  if (cursors.length) api_query.set("cursor", cursors[cursors.length - 1]);
+
+  async function refresh() {
+    const { data } = await api(`/runs?${api_query}`);
+    body.replaceChildren(...data.items.map((run) => h("tr", { "data-run": run.id },
+      h("td", { class: "mono" }, link(runPath(run.id), run.id.slice(0, 8))),
+      h("td", {}, run.workflow),
+      h("td", {}, badge(run.status)),
+      h("td", {}, when(run.created_at)),
+      h("td", { class: "hide-narrow" }, duration(run)),
+      h("td", {}, `${run.steps_done ?? 0}/${run.steps_total ?? 0}`),
+    )));
+    if (!data.items.length) body.append(h("tr", {}, h("td", { colspan: 6 }, "No runs match.")));
+    const back = new URLSearchParams(params);
+    const forward = new URLSearchParams(params);
+    if (cursors.length > 1) back.set("after", cursors.slice(0, -1).join(",")); else back.delete("after");
+    if (data.next_cursor) forward.set("after", [...cursors, data.next_cursor].join(","));
+    pager.replaceChildren(
+      cursors.length ? link(`/ui?${back}`, "← Newer") : "",
+      h("span", { class: "muted" }, `Page ${cursors.length + 1}`),
+      data.next_cursor ? link(`/ui?${forward}`, "Older →") : "",
+    );
+  }
+  await refresh();
+  adopt(gen, every(2000, () => refresh().catch(() => {}))); // rows follow the runs as they move
+}

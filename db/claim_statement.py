@@ -1,0 +1,205 @@
+"""The claim statement: one SQL statement (CTEs) that fences a delivery by generation and
+dependencies, computes the step's input key from the recorded digests (`db.keys` defines
+the form), and either reuses a succeeded result with that key, waits for one being
+computed elsewhere, or takes the step for an attempt (marking its key as being computed),
+and returns the inputs the attempt needs. `db.claims` runs it and reads its row."""
+
+from __future__ import annotations
+
+from db.keys import KEY_FORMAT
+from db.models import OPEN_STEP
+from db.states import (
+    LOST_ERROR_TYPE,
+    LOST_MESSAGE,
+    RUN_CLAIMABLE,
+    RUN_DISPATCHING,
+    STEP_CLAIMABLE,
+    AttemptStatus,
+    RunStatus,
+    StepStatus,
+    sql_in,
+)
+
+_S, _A = StepStatus, AttemptStatus
+
+_KEYED_RUN_OK = sql_in(RUN_CLAIMABLE)
+_CLAIMABLE = sql_in(STEP_CLAIMABLE)
+
+# $1 run, $2 key, $3 single deps, $4 owner, $5 hostname, $6 task id, $7 queue, $8 lease s,
+# $9 dead same-host owner to take over, $10 mapped deps, $11 generation, $12 worker id,
+# $13 seconds after which a silent worker counts as dead, $14 whether the step reads params,
+# $15 the step's code version ('': it never reuses a result).
+CLAIM = f"""
+WITH cur AS (
+    SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
+           s.item_index, s.item_digest, s.force_rerun, s.key_parts AS previous_parts,
+           r.status AS run_status, r.generation, r.params, r.workflow, r.cache AS run_cache,
+           r.param_digests ->> s.step AS params_digest,
+           (r.maps ?& $10::text[])
+           AND NOT EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = $1
+                           AND d.key = ANY($3::text[]) AND d.status <> '{_S.SUCCEEDED}')
+           AND NOT EXISTS (SELECT 1 FROM step_runs d
+                           WHERE cardinality($10::text[]) > 0 AND d.run_id = $1
+                             AND d.step = ANY($10::text[]) AND d.item_index IS NOT NULL
+                             AND d.{OPEN_STEP}) AS ready
+    FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
+    WHERE s.run_id = $1 AND s.key = $2
+), deps AS (
+    -- the digests of what it reads, as `steps.engine.keys.input_key` joins them
+    SELECT string_agg(d.name || '=' || coalesce(d.digest, ''), E'\n' ORDER BY d.name COLLATE "C")
+               AS text,
+           jsonb_object_agg(d.name, d.digest) AS parts,
+           bool_and(d.digest IS NOT NULL) AS known
+    FROM (
+        SELECT u.step AS name, u.output_digest AS digest
+        FROM unnest($3::text[]) AS k(key)
+        CROSS JOIN LATERAL (SELECT step, output_digest FROM step_runs v
+                            WHERE v.run_id = $1 AND v.key = k.key) u
+        UNION ALL
+        SELECT md.name,
+               CASE WHEN bool_and(m.id IS NULL OR m.output_digest IS NOT NULL)
+                    THEN encode(sha256(convert_to(coalesce(string_agg(m.output_digest, ','
+                         ORDER BY m.item_index), ''), 'UTF8')), 'hex') END
+        FROM unnest($10::text[]) AS md(name)
+        LEFT JOIN step_runs m ON m.run_id = $1 AND m.step = md.name
+             AND m.item_index IS NOT NULL AND m.status <> '{_S.SUPERSEDED}'
+        GROUP BY md.name
+    ) d
+), keyed AS (
+    SELECT CASE WHEN $15 <> '' AND cur.params_digest IS NOT NULL
+                 AND coalesce((SELECT known FROM deps), true)
+                 AND (cur.item_index IS NULL OR cur.item_digest IS NOT NULL)
+           THEN encode(sha256(convert_to(concat_ws(E'\n', '{KEY_FORMAT}', cur.step, $15,
+                cur.params_digest, coalesce(cur.item_digest, ''),
+                coalesce((SELECT text FROM deps), '')), 'UTF8')), 'hex') END AS input_key,
+           jsonb_build_object('code', $15, 'params', coalesce(cur.params_digest, ''),
+                              'item', coalesce(cur.item_digest, ''),
+                              'inputs', coalesce((SELECT parts FROM deps), '{{}}'::jsonb)) AS parts,
+           ($15 <> '' AND cur.run_cache AND NOT cur.force_rerun) AS may_reuse
+    FROM cur
+), hit AS (
+    SELECT c.state, c.run_id, c.step_key, c.attempt, c.output, c.output_digest, c.artifacts,
+           c.key_parts,
+           (c.state = 'computing' AND (c.run_id, c.step_key) <> ($1, $2)
+            AND EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id
+                        AND o.key = c.step_key AND o.status = '{_S.RUNNING}'
+                        AND o.lease_expires_at > now())) AS elsewhere
+    FROM step_results c, cur, keyed
+    WHERE keyed.input_key IS NOT NULL AND keyed.may_reuse AND c.workflow = cur.workflow
+      AND c.step = cur.step AND c.input_key = keyed.input_key
+), takeable AS (
+    SELECT cur.id FROM step_runs s, cur
+    WHERE s.id = cur.id AND cur.generation = $11 AND cur.ready
+      AND cur.run_status IN {_KEYED_RUN_OK}
+      AND (s.status IN {_CLAIMABLE}
+           OR (s.status = '{_S.RUNNING}'
+               AND (s.lease_owner = $9::text
+                    OR (s.lease_expires_at < now()
+                        -- a live worker keeps its step, even if its lease lapsed in an outage
+                        AND NOT EXISTS (SELECT 1 FROM worker_heartbeats w
+                                        WHERE w.id = s.lease_worker
+                                          AND w.last_seen > now() - make_interval(secs => $13))
+                    ))))
+), reused AS (
+    UPDATE step_runs s
+    SET status = '{_S.SUCCEEDED}', output = hit.output, output_digest = hit.output_digest,
+        input_key = keyed.input_key, key_parts = hit.key_parts, force_rerun = false,
+        reused_from = jsonb_build_object('run_id', hit.run_id, 'key', hit.step_key,
+                                         'attempt', hit.attempt),
+        lease_owner = NULL, lease_worker = NULL, lease_expires_at = NULL, error = NULL,
+        celery_task_id = $6, started_at = now(), finished_at = now(), updated_at = now()
+    FROM takeable, hit, keyed
+    WHERE s.id = takeable.id AND hit.state = 'succeeded'
+    RETURNING s.id
+), refs AS (
+    INSERT INTO artifact_refs (artifact_key, run_id)
+    SELECT a.key, $1 FROM reused, hit, jsonb_array_elements_text(hit.artifacts) AS a(key)
+    ON CONFLICT DO NOTHING
+), claimed AS (
+    UPDATE step_runs s
+    SET status = '{_S.RUNNING}', attempts = s.attempts + 1, lease_owner = $4,
+        lease_worker = nullif($12::text, ''),
+        lease_expires_at = now() + make_interval(secs => $8), celery_task_id = $6,
+        input_key = keyed.input_key, key_parts = keyed.parts, reused_from = NULL,
+        started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
+    FROM takeable, keyed
+    WHERE s.id = takeable.id
+      AND NOT EXISTS (SELECT 1 FROM hit WHERE hit.state = 'succeeded' OR hit.elsewhere)
+    RETURNING s.id, s.attempts
+), marked AS (
+    -- "I compute this key now": a second execution of the same key waits for this one
+    INSERT INTO step_results (workflow, step, input_key, state, run_id, step_key, attempt)
+    SELECT cur.workflow, cur.step, keyed.input_key, 'computing', $1, $2, claimed.attempts
+    FROM claimed, cur, keyed
+    WHERE keyed.input_key IS NOT NULL
+    ON CONFLICT (workflow, step, input_key) DO UPDATE
+    SET run_id = EXCLUDED.run_id, step_key = EXCLUDED.step_key, attempt = EXCLUDED.attempt,
+        updated_at = now()
+    WHERE step_results.state = 'computing'
+), started AS (
+    UPDATE workflow_runs r
+    SET status = '{RunStatus.RUNNING}', started_at = coalesce(r.started_at, now()),
+        updated_at = now()
+    WHERE r.id = $1 AND r.status || '' IN {sql_in(RUN_DISPATCHING)}
+      AND (EXISTS (SELECT 1 FROM claimed) OR EXISTS (SELECT 1 FROM reused))
+), finished AS (
+    -- a reused result may be the run's last step, as a completion may
+    UPDATE workflow_runs r
+    SET status = '{RunStatus.SUCCEEDED}', finished_at = now(), updated_at = now(), error = NULL
+    WHERE r.id = $1 AND r.status || '' = '{RunStatus.RUNNING}' AND EXISTS (SELECT 1 FROM reused)
+      AND NOT EXISTS (SELECT 1 FROM step_runs s, cur
+                      WHERE s.run_id = $1 AND s.id <> cur.id AND s.{OPEN_STEP})
+    RETURNING r.id
+), lost AS (
+    UPDATE step_attempts a SET status = '{_A.LOST}', finished_at = now(),
+        duration_ms = extract(epoch FROM now() - a.started_at) * 1000,
+        error_type = '{LOST_ERROR_TYPE}', error_message = '{LOST_MESSAGE}'
+    FROM claimed
+    WHERE a.step_run_id = claimed.id AND a.status = '{_A.RUNNING}'
+      AND a.attempt < claimed.attempts
+), att AS (
+    INSERT INTO step_attempts (step_run_id, run_id, step_key, step, attempt, status,
+                               celery_task_id, worker_hostname, queue, started_at, input_key)
+    SELECT claimed.id, $1::uuid, $2::text, cur.step, claimed.attempts, '{_A.RUNNING}',
+           $6::text, $5::text, $7::text, now(), keyed.input_key
+    FROM claimed, cur, keyed
+)
+SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_attempts,
+       cur.attempts,
+       cur.lease_owner, (SELECT attempts FROM claimed) AS claimed_attempt,
+       EXISTS (SELECT 1 FROM reused) AS reused,
+       EXISTS (SELECT 1 FROM takeable) AND EXISTS (SELECT 1 FROM hit WHERE hit.elsewhere)
+           AND NOT EXISTS (SELECT 1 FROM reused) AS awaiting,
+       EXISTS (SELECT 1 FROM finished) AS run_finished,
+       (SELECT jsonb_build_object('run_id', run_id, 'key', step_key, 'attempt', attempt)
+        FROM hit WHERE hit.state = 'succeeded') AS reused_from,
+       keyed.input_key, keyed.parts AS key_parts,
+       -- what a miss is compared with: this step's last key, or the step's latest result
+       CASE WHEN cur.previous_parts IS NOT NULL THEN cur.previous_parts
+            WHEN keyed.input_key IS NOT NULL AND EXISTS (SELECT 1 FROM claimed) THEN
+                (SELECT c.key_parts FROM step_results c
+                 WHERE c.workflow = cur.workflow AND c.step = cur.step
+                   AND c.state = 'succeeded'
+                 ORDER BY c.updated_at DESC LIMIT 1) END AS previous_parts,
+       -- params only to a step that reads them: a large blob is not copied to every step
+       CASE WHEN EXISTS (SELECT 1 FROM claimed) AND $14 THEN cur.params END AS params,
+       cur.item,
+       CASE WHEN EXISTS (SELECT 1 FROM claimed) THEN (
+           SELECT coalesce(jsonb_agg(jsonb_build_array(i.step, i.item_index, i.output)
+                                     ORDER BY i.step, i.item_index), '[]'::jsonb)
+           FROM (
+               -- single steps by key (an index lookup each) ...
+               SELECT u.step, u.item_index, u.output
+               FROM unnest($3::text[]) AS k(key)
+               CROSS JOIN LATERAL (SELECT * FROM step_runs v
+                                   WHERE v.run_id = $1 AND v.key = k.key) u
+               UNION ALL
+               -- ... and every live item of a mapped step, scanned only when one is read
+               SELECT u.step, u.item_index, u.output FROM step_runs u
+               WHERE cardinality($10::text[]) > 0 AND u.run_id = $1
+                 AND u.step = ANY($10::text[]) AND u.item_index IS NOT NULL
+                 AND u.status <> '{_S.SUPERSEDED}'
+           ) i
+       ) END AS inputs
+FROM cur, keyed
+"""

@@ -1,0 +1,29 @@
+"""ORM models, by concern. The state columns are guarded by CHECK constraints and by the
+transition triggers `db/states.py` declares. Importing this package registers every table
+on the metadata (Alembic's env does)."""
+
+from db.models.engine import (
+    ArtifactDeletion,
+    DispatchIntent,
+    EngineCounter,
+    InjectedFault,
+    WorkerHeartbeat,
+)
+from db.models.results import ArtifactRef, RunRevision, StepResult
+from db.models.runs import OPEN_STEP, RunEvent, StepAttempt, StepRun, WorkflowRun
+
+__all__ = [
+    "OPEN_STEP",
+    "ArtifactDeletion",
+    "ArtifactRef",
+    "DispatchIntent",
+    "EngineCounter",
+    "InjectedFault",
+    "RunEvent",
+    "RunRevision",
+    "StepAttempt",
+    "StepResult",
+    "StepRun",
+    "WorkerHeartbeat",
+    "WorkflowRun",
+]
