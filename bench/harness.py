@@ -43,22 +43,42 @@ def servers(tmp: Path) -> Iterator[None]:
 def bench_environment(
     tmp: Path, *, include: str | None = None, concurrency: int = 2, queues: str = "default,gpu"
 ) -> Iterator[None]:
+    with bench_servers(tmp):
+        yield from _with_worker(tmp, include, concurrency, queues)
+
+
+@contextmanager
+def bench_servers(tmp: Path) -> Iterator[None]:
+    """The servers and settings a bench runs against, without a worker."""
     os.environ.setdefault("ARTIFACT_ROOT", str(tmp / "artifacts"))
     os.environ.setdefault("PUBLISH_DIR", str(tmp / "published"))
     os.environ.setdefault("LOG_FORMAT", "json")
     with servers(tmp):
-        yield from _with_worker(tmp, include, concurrency, queues)
+        yield
 
 
-def _with_worker(tmp: Path, include: str | None, concurrency: int, queues: str) -> Iterator[None]:
+@contextmanager
+def worker(tmp: Path, *, include: str | None = None, concurrency: int = 2) -> Iterator[None]:
+    """A prefork worker on both queues for the block (the servers must be up)."""
+    yield from _with_worker(tmp, include, concurrency, "default,gpu")
 
+
+def _with_worker(
+    tmp: Path,
+    include: str | None,
+    concurrency: int,
+    queues: str,
+    profile_to: Path | None = None,
+) -> Iterator[None]:
     log = tmp / "worker.log"
     from cli.processes import stop_groups, worker_args
 
-    name = f"bench-{os.getpid()}@%h"
+    name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}@%h"
     args = worker_args(
         queues, concurrency, name, os.environ["LOG_LEVEL"], "--without-mingle", "--without-gossip"
     )
+    if profile_to is not None:  # one process (solo pool), the whole of it under cProfile
+        args = [args[0], "-m", "cProfile", "-o", str(profile_to), *args[1:], "-P", "solo"]
     if include:
         args += ["-I", include]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -103,3 +123,10 @@ async def finished(run_id: uuid.UUID, *, poll: float = 0.02, timeout: float = 30
             raise SystemExit(f"bench run {run_id} {status}")
         await asyncio.sleep(poll)
     raise SystemExit(f"bench run {run_id} did not finish")
+
+
+@contextmanager
+def profiled_worker(tmp: Path, profile_to: Path, include: str | None = None) -> Iterator[None]:
+    """A solo worker under cProfile (the servers must be up): its stats land in
+    `profile_to` when the block ends and the worker shuts down warm."""
+    yield from _with_worker(tmp, include, 1, "default,gpu", profile_to)

@@ -23,11 +23,48 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import bench_environment, finished
+
+from bench.harness import bench_servers, finished, profiled_worker, worker
+
+#: What a durable step spends in the worker, by part: the functions whose cumulative time
+#: makes each part (cProfile's (file suffix, function name) keys).
+PARTS = {
+    "claim": [("db/claims.py", "claim")],
+    "key": [("steps/engine/keys.py", "digest"), ("steps/engine/keys.py", "artifact_keys"),
+            ("steps/engine/keys.py", "changed_parts")],
+    "complete": [("db/outcomes.py", "complete")],
+    "canvas": [("celery/canvas.py", "apply_async")],
+    "broker": [("kombu/messaging.py", "publish")],
+    "whole_task": [("celery/app/trace.py", "trace_task")],
+}  # fmt: skip
+
+
+def profile_breakdown(tmp: Path, durable: Callable[[str], float], steps: int) -> dict[str, float]:
+    """Run the durable chain again on a solo worker under cProfile and split a step's
+    worker time into its parts (canvas includes the broker's publish)."""
+    import pstats
+
+    out = tmp / "worker.prof"
+    with profiled_worker(tmp, out, include="bench.overhead_tasks"):
+        durable("bench_chain")
+    stats = pstats.Stats(str(out))
+    cumulative: dict[tuple[str, str], float] = {}
+    for (filename, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        for part, wanted in PARTS.items():
+            for suffix, function in wanted:
+                if name == function and filename.endswith(suffix):
+                    cumulative[(part, suffix)] = cumulative.get((part, suffix), 0.0) + row[3]
+    per_part = {
+        part: round(sum(v for (p, _), v in cumulative.items() if p == part) / steps * 1000, 3)
+        for part in PARTS
+    }  # fmt: skip
+    return per_part
 
 
 def main() -> None:
@@ -35,10 +72,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        bench_environment(Path(tmp), include="bench.overhead_tasks", concurrency=2),
-    ):
+    with tempfile.TemporaryDirectory() as tmp, bench_servers(Path(tmp)):
+        stack = ExitStack()
+        stack.enter_context(worker(Path(tmp), include="bench.overhead_tasks", concurrency=2))
         from celery import chain, chord, group
 
         from bench.overhead_tasks import CHAIN_LENGTH, FANOUT_WIDTH, noop
@@ -59,7 +95,8 @@ def main() -> None:
 
         def durable(workflow: str) -> float:
             started = time.perf_counter()
-            run = bridge.run(start_run(workflow, {}, actor="bench")).run
+            nonce = {"nonce": uuid.uuid4().hex}  # new keys: the miss path, not reuse
+            run = bridge.run(start_run(workflow, nonce, actor="bench")).run
             bridge.run(finished(run.id))
             return time.perf_counter() - started
 
@@ -75,6 +112,9 @@ def main() -> None:
             results["rf"].append(raw_chord())
             results["df"].append(durable("bench_fanout"))
             print(json.dumps({k: round(v[-1], 3) for k, v in results.items()}), flush=True)
+
+        stack.close()  # the profiled worker takes over the queues alone
+        breakdown = profile_breakdown(Path(tmp), durable, CHAIN_LENGTH)
 
     med = {k: statistics.median(v) for k, v in results.items()}
     raw_step_ms = med["rc"] / CHAIN_LENGTH * 1000
@@ -92,6 +132,8 @@ def main() -> None:
                 "chord_durable_s": round(med["df"], 3),
                 "chord_ratio": round(med["df"] / med["rf"], 3),
                 "broker": broker_kind,
+                # where a durable step's worker-side milliseconds go (cProfile, solo worker)
+                "profile_ms_per_step": breakdown,
                 "pid": os.getpid(),
                 "run": str(uuid.uuid4())[:8],
             }

@@ -29,6 +29,9 @@ class BenchParams(BaseModel):
 
     width: int = FANOUT_WIDTH
     max_attempts: int | None = None
+    #: A fresh value per run: every step's input key is new, so the bench measures the
+    #: miss path (key computed, nothing to reuse, the step runs), not reuse.
+    nonce: str = ""
 
 
 class Empty(BaseModel):
@@ -65,17 +68,17 @@ def bench_source(params: BenchParams) -> Items:
 
 
 @step()
-def bench_item(item: int) -> Empty:
+def bench_item(params: BenchParams, item: int) -> Empty:
     return Empty()
 
 
 @step()
-def bench_join(bench_item: list[Empty]) -> Empty:
+def bench_join(params: BenchParams, bench_item: list[Empty]) -> Empty:
     return Empty()
 
 
 @step()
-def bench_tail(bench_join: Empty) -> Empty:
+def bench_tail(params: BenchParams, bench_join: Empty) -> Empty:
     return Empty()
 
 

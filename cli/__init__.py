@@ -11,11 +11,11 @@ import sys
 from typer._click import exceptions as click_errors
 from typer.exceptions import Abort, Exit
 
-from cli import runs, service
+from cli import revise, runs, service
 from cli.app import CliError, app
 from reelflow.errors import ReelflowError
 
-COMMAND_GROUPS = (service, runs)  # each registers its commands on `app` when imported
+COMMAND_GROUPS = (service, runs, revise)  # each registers its commands on `app` when imported
 
 
 def main() -> None:

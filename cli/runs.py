@@ -25,6 +25,9 @@ def run_cmd(
         typer.Option(metavar="STEP=N", help="fail STEP's first N attempts (ALLOW_FAULT_INJECTION)"),
     ] = None,
     wait: Annotated[bool, typer.Option(help="follow the steps until the run ends")] = False,
+    cache: Annotated[
+        bool, typer.Option(help="--no-cache: every step runs afresh, reusing no earlier result")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a run."""
@@ -38,7 +41,14 @@ def run_cmd(
             raise CliError(f"--fault takes KEY=N with N a whole number, got {key}={count!r}")
         faults[key] = count
     result = run_async(
-        start_run(workflow, params, idempotency_key=idempotency_key, faults=faults, actor="cli")
+        start_run(
+            workflow,
+            params,
+            idempotency_key=idempotency_key,
+            faults=faults,
+            actor="cli",
+            cache=cache,
+        )
     )
     run_id = result.run.id
     if not wait:

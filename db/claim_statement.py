@@ -1,8 +1,9 @@
 """The claim statement: one SQL statement (CTEs) that fences a delivery by generation and
 dependencies, computes the step's input key from the recorded digests (`db.keys` defines
-the form), and either reuses a succeeded result with that key, waits for one being
-computed elsewhere, or takes the step for an attempt (marking its key as being computed),
-and returns the inputs the attempt needs. `db.claims` runs it and reads its row."""
+the form), and either reuses a succeeded result with that key, waits while another live
+attempt computes the same key (its running step row, found by its key, says so), or takes
+the step for an attempt, and returns the inputs the attempt needs. `db.claims` runs it and
+reads its row."""
 
 from __future__ import annotations
 
@@ -52,9 +53,7 @@ WITH cur AS (
            bool_and(d.digest IS NOT NULL) AS known
     FROM (
         SELECT u.step AS name, u.output_digest AS digest
-        FROM unnest($3::text[]) AS k(key)
-        CROSS JOIN LATERAL (SELECT step, output_digest FROM step_runs v
-                            WHERE v.run_id = $1 AND v.key = k.key) u
+        FROM step_runs u WHERE u.run_id = $1 AND u.key = ANY($3::text[])
         UNION ALL
         SELECT md.name,
                CASE WHEN bool_and(m.id IS NULL OR m.output_digest IS NOT NULL)
@@ -78,15 +77,20 @@ WITH cur AS (
            ($15 <> '' AND cur.run_cache AND NOT cur.force_rerun) AS may_reuse
     FROM cur
 ), hit AS (
-    SELECT c.state, c.run_id, c.step_key, c.attempt, c.output, c.output_digest, c.artifacts,
-           c.key_parts,
-           (c.state = 'computing' AND (c.run_id, c.step_key) <> ($1, $2)
-            AND EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id
-                        AND o.key = c.step_key AND o.status = '{_S.RUNNING}'
-                        AND o.lease_expires_at > now())) AS elsewhere
+    SELECT c.run_id, c.step_key, c.attempt, c.output, c.output_digest, c.artifacts,
+           c.key_parts
     FROM step_results c, cur, keyed
     WHERE keyed.input_key IS NOT NULL AND keyed.may_reuse AND c.workflow = cur.workflow
       AND c.step = cur.step AND c.input_key = keyed.input_key
+), elsewhere AS (
+    -- the same key being computed right now by another live attempt: wait for its result
+    SELECT 1 FROM step_runs o
+    WHERE o.input_key = (SELECT input_key FROM keyed WHERE may_reuse)
+      AND o.status = '{_S.RUNNING}' AND o.input_key IS NOT NULL
+      AND o.id <> (SELECT id FROM cur) AND o.step = (SELECT step FROM cur)
+      AND o.lease_expires_at > now()
+      AND (SELECT w.workflow FROM workflow_runs w WHERE w.id = o.run_id)
+          = (SELECT workflow FROM cur)
 ), takeable AS (
     SELECT cur.id FROM step_runs s, cur
     WHERE s.id = cur.id AND cur.generation = $11 AND cur.ready
@@ -109,7 +113,7 @@ WITH cur AS (
         lease_owner = NULL, lease_worker = NULL, lease_expires_at = NULL, error = NULL,
         celery_task_id = $6, started_at = now(), finished_at = now(), updated_at = now()
     FROM takeable, hit, keyed
-    WHERE s.id = takeable.id AND hit.state = 'succeeded'
+    WHERE s.id = takeable.id
     RETURNING s.id
 ), refs AS (
     INSERT INTO artifact_refs (artifact_key, run_id)
@@ -124,18 +128,8 @@ WITH cur AS (
         started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
     FROM takeable, keyed
     WHERE s.id = takeable.id
-      AND NOT EXISTS (SELECT 1 FROM hit WHERE hit.state = 'succeeded' OR hit.elsewhere)
+      AND NOT EXISTS (SELECT 1 FROM hit) AND NOT EXISTS (SELECT 1 FROM elsewhere)
     RETURNING s.id, s.attempts
-), marked AS (
-    -- "I compute this key now": a second execution of the same key waits for this one
-    INSERT INTO step_results (workflow, step, input_key, state, run_id, step_key, attempt)
-    SELECT cur.workflow, cur.step, keyed.input_key, 'computing', $1, $2, claimed.attempts
-    FROM claimed, cur, keyed
-    WHERE keyed.input_key IS NOT NULL
-    ON CONFLICT (workflow, step, input_key) DO UPDATE
-    SET run_id = EXCLUDED.run_id, step_key = EXCLUDED.step_key, attempt = EXCLUDED.attempt,
-        updated_at = now()
-    WHERE step_results.state = 'computing'
 ), started AS (
     UPDATE workflow_runs r
     SET status = '{RunStatus.RUNNING}', started_at = coalesce(r.started_at, now()),
@@ -168,19 +162,13 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
        cur.attempts,
        cur.lease_owner, (SELECT attempts FROM claimed) AS claimed_attempt,
        EXISTS (SELECT 1 FROM reused) AS reused,
-       EXISTS (SELECT 1 FROM takeable) AND EXISTS (SELECT 1 FROM hit WHERE hit.elsewhere)
+       EXISTS (SELECT 1 FROM takeable) AND EXISTS (SELECT 1 FROM elsewhere)
            AND NOT EXISTS (SELECT 1 FROM reused) AS awaiting,
        EXISTS (SELECT 1 FROM finished) AS run_finished,
        (SELECT jsonb_build_object('run_id', run_id, 'key', step_key, 'attempt', attempt)
-        FROM hit WHERE hit.state = 'succeeded') AS reused_from,
+        FROM hit) AS reused_from,
        keyed.input_key, keyed.parts AS key_parts,
-       -- what a miss is compared with: this step's last key, or the step's latest result
-       CASE WHEN cur.previous_parts IS NOT NULL THEN cur.previous_parts
-            WHEN keyed.input_key IS NOT NULL AND EXISTS (SELECT 1 FROM claimed) THEN
-                (SELECT c.key_parts FROM step_results c
-                 WHERE c.workflow = cur.workflow AND c.step = cur.step
-                   AND c.state = 'succeeded'
-                 ORDER BY c.updated_at DESC LIMIT 1) END AS previous_parts,
+       cur.previous_parts,  -- what a miss is compared with: the step's last key
        -- params only to a step that reads them: a large blob is not copied to every step
        CASE WHEN EXISTS (SELECT 1 FROM claimed) AND $14 THEN cur.params END AS params,
        cur.item,
@@ -188,11 +176,9 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
            SELECT coalesce(jsonb_agg(jsonb_build_array(i.step, i.item_index, i.output)
                                      ORDER BY i.step, i.item_index), '[]'::jsonb)
            FROM (
-               -- single steps by key (an index lookup each) ...
+               -- single steps by key (one index scan on (run_id, key)) ...
                SELECT u.step, u.item_index, u.output
-               FROM unnest($3::text[]) AS k(key)
-               CROSS JOIN LATERAL (SELECT * FROM step_runs v
-                                   WHERE v.run_id = $1 AND v.key = k.key) u
+               FROM step_runs u WHERE u.run_id = $1 AND u.key = ANY($3::text[])
                UNION ALL
                -- ... and every live item of a mapped step, scanned only when one is read
                SELECT u.step, u.item_index, u.output FROM step_runs u

@@ -82,10 +82,6 @@ WITH f AS (
     WHERE id = $2 AND $4::text = '{_S.FAILED}' AND status || '' = '{RunStatus.RUNNING}'
       AND EXISTS (SELECT 1 FROM f)
     RETURNING id
-), released AS (
-    -- no longer computing its key: an execution waiting for it computes it instead
-    DELETE FROM step_results c
-    WHERE c.state = 'computing' AND c.run_id = $2 AND c.step_key = $11 AND EXISTS (SELECT 1 FROM f)
 )
 SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed
 """
@@ -174,7 +170,6 @@ async def fail(
         failure.error_type,
         failure.message,
         failure.traceback,
-        key,
     )
     assert row is not None
     return bool(row["changed"]), bool(row["run_failed"])

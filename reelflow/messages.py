@@ -148,7 +148,7 @@ class GuardedConsumer(Consumer):
             reason=reason,
             detail=detail[:300],
             task=str(headers.get("task"))[:200],
-            task_id=str(headers.get("id"))[:100],
+            message_id=str(headers.get("id"))[:100],
             queue=info.get("routing_key"),
             body=repr(message.body)[:300],
         )

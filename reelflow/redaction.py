@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, MutableMapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +45,16 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]  # fmt: skip
 
 
+#: What every shape above contains: a line without any of these needs no closer look (the
+#: common case: ids, timestamps, step names), so redaction costs one search per string.
+_TRIGGER = re.compile(r"://|bearer|basic|token|digest|pass|pwd|secret|key|auth", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name)) and not _HARMLESS_NAME.match(name)
+
+
 def url_password(url: str | None) -> str | None:
     """The password in a URL's userinfo, if it has one."""
     if not url:
@@ -64,8 +75,10 @@ class Redactor:
         self.exact = re.compile("|".join(re.escape(s) for s in known)) if known else None
 
     def text(self, value: str) -> str:
-        if self.exact is not None:
+        if self.exact is not None and self.exact.search(value):
             value = self.exact.sub(MASK, value)
+        if not _TRIGGER.search(value):
+            return value
         for pattern, replacement in _PATTERNS:
             value = pattern.sub(replacement, value)
         return value
@@ -87,18 +100,24 @@ class Redactor:
 
     def field(self, name: Any, value: Any, depth: int = 0) -> Any:
         if (
-            isinstance(name, str)
-            and value not in (None, "")
-            and _SECRET_NAME.search(name)
-            and not _HARMLESS_NAME.match(name)
-            and isinstance(value, (str, bytes))
+            isinstance(value, (str, bytes))
+            and value not in ("", b"")
+            and isinstance(name, str)
+            and _secret_name(name)
         ):
             return MASK
         return self.value(value, depth)
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        for key in list(event):
-            if key.startswith("_"):
-                continue  # structlog's own bookkeeping (the record, the logger)
-            event[key] = self.field(key, event[key])
+        for key, value in list(event.items()):
+            if key.startswith("_") or key in _OURS or value is None:
+                continue  # structlog's bookkeeping, and fields reelflow itself fills
+            if isinstance(value, (int, float)):
+                continue
+            event[key] = self.field(key, value)
         return event
+
+
+#: Fields whose values reelflow writes itself (ids, levels, times): nothing to mask there.
+_OURS = frozenset({"timestamp", "level", "logger", "run_id", "task_id", "step_key",
+                   "request_id", "generation", "attempt", "duration_ms", "status"})  # fmt: skip

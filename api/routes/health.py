@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -23,6 +24,7 @@ from db.states import ATTEMPT_OUTCOMES, RUN_LIVE, RUN_TERMINAL, STEP_IN_FLIGHT
 from reelflow import broker
 from reelflow.celery_app import QUEUES
 from reelflow.settings import get_settings
+from workflows.definition.registry import all_workflows
 
 router = APIRouter(tags=["operations"], responses=documented(500, 503))
 
@@ -140,15 +142,7 @@ class _Snapshot(Collector):
                 if counter == name:
                     family.add_metric([label], value)
             yield family
-        for name, doc in (
-            ("cache_reused", "Steps that reused a result with their input key instead of running"),
-            ("cache_missed", "Executions of steps that may reuse, with no result of their key"),
-        ):
-            family = CounterMetricFamily(f"reelflow_{name}", doc, labels=["workflow", "step"])
-            for (counter, label), value in sorted(counts.items()):
-                if counter == name:
-                    family.add_metric(label.split("|", 1), value)
-            yield family
+        yield from self._cache(counts)
         workers = GaugeMetricFamily(
             "reelflow_workers_online", "Workers with a fresh heartbeat, by queue", labels=["queue"]
         )
@@ -159,6 +153,35 @@ class _Snapshot(Collector):
         for queue, n in self.data["depth"].items():
             depth.add_metric([queue], n)
         yield depth
+
+    @staticmethod
+    def _cache(counts: dict[tuple[str, str], int]) -> Iterator[CounterMetricFamily]:
+        """Reuses (counted as they happen) and misses: the executions (attempts) of the
+        steps of each workflow that may reuse a result."""
+        reused = CounterMetricFamily(
+            "reelflow_cache_reused",
+            "Steps that reused a result with their input key instead of running",
+            labels=["workflow", "step"],
+        )
+        for (counter, label), value in sorted(counts.items()):
+            if counter == "cache_reused":
+                reused.add_metric(label.split("|", 1), value)
+        yield reused
+        missed = CounterMetricFamily(
+            "reelflow_cache_missed",
+            "Executions of steps that may reuse a result, with none of their key to reuse",
+            labels=["workflow", "step"],
+        )
+        ran: dict[str, int] = {}
+        for (counter, label), value in counts.items():
+            if counter == "attempts":
+                step = label.split("|", 1)[0]
+                ran[step] = ran.get(step, 0) + value
+        for workflow in sorted(all_workflows().values(), key=lambda w: w.name):
+            for step in workflow.step_names:
+                if workflow.spec(step).cache and step in ran:
+                    missed.add_metric([workflow.name, step], ran[step])
+        yield missed
 
     @staticmethod
     def _gauge(

@@ -28,16 +28,11 @@ from db.base import Base
 
 class StepResult(Base):
     """The result cache: per workflow, step and input key, the output of the execution that
-    produced it (a run reuses it instead of running), or, while one computes it, who does
-    (a second execution with the same key waits instead of computing it twice)."""
+    produced it, which a run reuses instead of running. (An execution of the same key in
+    progress is found by its running step row: `ix_step_runs_running_key`.)"""
 
     __tablename__ = "step_results"
-    __table_args__ = (
-        CheckConstraint("state IN ('computing', 'succeeded')", name="state"),
-        Index("ix_step_results_run", "run_id"),
-        # "the step's latest result": what a miss is compared with
-        Index("ix_step_results_latest", "workflow", "step", "updated_at"),
-    )
+    __table_args__ = (CheckConstraint("state IN ('computing', 'succeeded')", name="state"),)
 
     workflow: Mapped[str] = mapped_column(String(100), primary_key=True)
     step: Mapped[str] = mapped_column(String(100), primary_key=True)

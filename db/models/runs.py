@@ -83,6 +83,12 @@ class StepRun(Base):
         ),
         # "is anything of this run left?", asked by every step's completion.
         Index("ix_step_runs_open", "run_id", postgresql_where=text(OPEN_STEP)),
+        # "is this key being computed right now?": a second execution waits for the first
+        Index(
+            "ix_step_runs_running_key",
+            "input_key",
+            postgresql_where=text("status = 'running' AND input_key IS NOT NULL"),
+        ),
         # "steps in flight by status", for metrics: bounded by the work in flight.
         Index(
             "ix_step_runs_in_flight",

@@ -3,7 +3,9 @@
 reads), succeeded results are kept per (workflow, step, key) in step_results (a run reuses
 one instead of running), artifact_refs counts which runs use which stored files, and
 run_revisions audits every change an operator makes to a run. Reuses and misses are
-counted by triggers into engine_counters.
+counted: reuses by a trigger into engine_counters, misses (executions of steps that may
+reuse) from the attempt counters when metrics are read. A step may now move to succeeded from pending,
+queued, retrying (a reused result), failed or cancelled (a replaced output).
 
 Revision ID: a9c3e5f7b2d4
 Revises: f41b8d2c6e07
@@ -58,18 +60,6 @@ BEGIN
 END $$;
 """
 
-COUNT_MISS = """
-CREATE OR REPLACE FUNCTION reelflow_count_miss() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO engine_counters (name, label, value)
-    SELECT 'cache_missed', r.workflow || '|' || NEW.step, 1 FROM workflow_runs r
-    WHERE r.id = NEW.run_id
-    ON CONFLICT (name, label) DO UPDATE SET value = engine_counters.value + 1;
-    RETURN NULL;
-END $$;
-"""
-
-
 def upgrade() -> None:
     op.add_column('workflow_runs', sa.Column('param_digests', JSONB,
                   server_default=sa.text("'{}'::jsonb"), nullable=False))
@@ -104,9 +94,7 @@ def upgrade() -> None:
                            name=op.f('ck_step_results_state')),
         sa.PrimaryKeyConstraint('workflow', 'step', 'input_key', name=op.f('pk_step_results')),
     )
-    op.create_index('ix_step_results_run', 'step_results', ['run_id'], unique=False)
-    op.create_index('ix_step_results_latest', 'step_results', ['workflow', 'step', 'updated_at'],
-                    unique=False)
+
     op.create_table(
         'artifact_refs',
         sa.Column('artifact_key', sa.String(length=500), nullable=False),
@@ -140,31 +128,26 @@ def upgrade() -> None:
     )
     op.execute(STEP_GUARD)
     op.execute(COUNT_REUSE)
-    op.execute(COUNT_MISS)
     op.execute(
         "CREATE TRIGGER reelflow_count_reuse AFTER UPDATE OF status ON step_runs"
         " FOR EACH ROW WHEN (NEW.status = 'succeeded' AND OLD.status <> 'succeeded'"
         " AND NEW.reused_from ? 'run_id') EXECUTE FUNCTION reelflow_count_reuse()"
     )
-    op.execute(
-        "CREATE TRIGGER reelflow_count_miss AFTER INSERT ON step_attempts"
-        " FOR EACH ROW WHEN (NEW.input_key IS NOT NULL)"
-        " EXECUTE FUNCTION reelflow_count_miss()"
-    )
+    op.create_index('ix_step_runs_running_key', 'step_runs', ['input_key'], unique=False,
+                    postgresql_where=sa.text("status = 'running' AND input_key IS NOT NULL"))
 
 
 def downgrade() -> None:
     op.execute(OLD_STEP_GUARD)
-    op.execute("DROP TRIGGER IF EXISTS reelflow_count_miss ON step_attempts")
+    op.drop_index('ix_step_runs_running_key', table_name='step_runs',
+                  postgresql_where=sa.text("status = 'running' AND input_key IS NOT NULL"))
     op.execute("DROP TRIGGER IF EXISTS reelflow_count_reuse ON step_runs")
-    op.execute("DROP FUNCTION IF EXISTS reelflow_count_miss()")
     op.execute("DROP FUNCTION IF EXISTS reelflow_count_reuse()")
     op.execute("DELETE FROM engine_counters WHERE name IN ('cache_reused', 'cache_missed')")
     op.drop_table('run_revisions')
     op.drop_index('ix_artifact_refs_run', table_name='artifact_refs')
     op.drop_table('artifact_refs')
-    op.drop_index('ix_step_results_latest', table_name='step_results')
-    op.drop_index('ix_step_results_run', table_name='step_results')
+
     op.drop_table('step_results')
     op.drop_column('step_attempts', 'input_key')
     for column in ('force_rerun', 'reused_from', 'output_digest', 'item_digest', 'key_parts',

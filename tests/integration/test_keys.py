@@ -1,0 +1,194 @@
+"""Input keys against real PostgreSQL, Redis and workers: the key the claim computes in SQL
+is the key Python computes from the same digests; a deploy that changes a step's module
+reuses nothing; two executions of one key at once compute it once; a miss says what
+changed; a run that reused another's files keeps them when that run is pruned."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from db.states import RunStatus
+from steps.engine import keys
+from tests.support import ROOT, WorkerProcess, attempt_rows, run_row, step_rows, wait_run
+from workflows.runs import retention
+
+pytestmark = pytest.mark.slow
+
+MODULE = "keyed_steps"
+SOURCE = textwrap.dedent(
+    '''
+    """A tiny workflow whose module a test rewrites, as a deploy would."""
+    import time
+
+    from pydantic import BaseModel
+
+    from steps import StepContext, step
+    from workflows.definition.registry import register
+    from workflows.definition.spec import chain
+    from workflows.definition.workflow import Workflow
+
+
+    class Params(BaseModel):
+        n: int = 1
+        sleep_ms: int = 0
+        label: str = ""
+
+
+    class Out(BaseModel):
+        value: int
+
+
+    class Artifacted(BaseModel):
+        value: int
+        blob: object
+
+
+    @step()
+    def keyed_one(params: Params) -> Out:
+        time.sleep(params.sleep_ms / 1000)
+        return Out(value=params.n + 1)
+
+
+    @step()
+    def keyed_two(ctx: StepContext, keyed_one: Out) -> Artifacted:
+        with ctx.artifact("blob.txt") as blob:
+            blob.path.write_text(str(keyed_one.value))
+        return Artifacted(value=keyed_one.value * 2, blob=blob.artifact.model_dump())
+
+
+    register(Workflow(name="keyed", version=1, canvas=chain(keyed_one, keyed_two),
+                      params_model=Params))
+    # MARK
+    '''
+)
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("deploy")
+    (folder / f"{MODULE}.py").write_text(SOURCE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack(env: dict[str, str], code: Path) -> dict[str, str]:
+    """The module's environment plus the deployable workflow module."""
+    path = os.pathsep.join([str(code), str(ROOT)])
+    return {**env, "PYTHONPATH": path, "WORKFLOW_MODULES": f"tests.workflows,{MODULE}"}
+
+
+@pytest.fixture(scope="module")
+def keyed_worker(
+    stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    proc = WorkerProcess(stack, tmp_path_factory.mktemp("kw") / "worker.log", name="keyed")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _start(stack: dict[str, str], **params: object) -> uuid.UUID:
+    """`reelflow run` in a process of its own: it imports the workflow module as deployed
+    now (this process's copy would be the old code)."""
+    args = [sys.executable, "-m", "reelflow", "run", "keyed", "--json"]
+    for name, value in params.items():
+        args += ["-p", f"{name}={json.dumps(value)}"]
+    done = subprocess.run(args, env={**os.environ, **stack}, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return uuid.UUID(json.loads(done.stdout)["id"])
+
+
+async def _attempts(run_id: uuid.UUID) -> dict[str, int]:
+    return {k: s.attempts for k, s in (await step_rows(run_id)).items()}
+
+
+async def test_the_claims_key_is_the_key_python_computes(
+    stack: dict[str, str], keyed_worker: WorkerProcess
+) -> None:
+    run_id = _start(stack, n=41, label="agree")
+    assert (await wait_run(run_id, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    steps, run = await step_rows(run_id), await run_row(run_id)
+    two = steps["keyed_two"]
+    parts = two.key_parts or {}
+    expected = keys.input_key(
+        step="keyed_two", code_version=parts["code"], params_digest=run.param_digests["keyed_two"],
+        item_digest=None, inputs={"keyed_one": steps["keyed_one"].output_digest or ""},
+    )  # fmt: skip
+    assert two.input_key == expected
+    assert steps["keyed_one"].output_digest == keys.digest(steps["keyed_one"].output)
+    assert [a.input_key for a in await attempt_rows(run_id, "keyed_two")] == [expected]
+
+
+async def test_a_deploy_that_changes_a_steps_module_reuses_nothing(
+    stack: dict[str, str], keyed_worker: WorkerProcess, code: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    first = _start(stack, n=7)
+    assert (await wait_run(first, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    again = _start(stack, n=7)  # the same code and params: everything reused at dispatch
+    assert (await wait_run(again, timeout=30)).status is RunStatus.SUCCEEDED
+    assert await _attempts(again) == {"keyed_one": 0, "keyed_two": 0}
+    assert (await step_rows(again))["keyed_two"].reused_from["run_id"] == str(first)
+
+    keyed_worker.stop()  # a deploy: the module changes, the workers restart
+    (code / f"{MODULE}.py").write_text(SOURCE.replace("# MARK", "# MARK: deployed again"))
+    keyed_worker.start()
+    after = _start(stack, n=7)
+    assert (await wait_run(after, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    assert await _attempts(after) == {"keyed_one": 1, "keyed_two": 1}  # 0 reuses
+    misses = [json.loads(line) for line in keyed_worker.log.read_text().splitlines()
+              if '"step_cache_miss"' in line and str(after) in line]  # fmt: skip
+    assert misses and all("code" in m["changed"] for m in misses), misses
+
+
+async def test_two_executions_of_one_key_at_once_compute_it_once(
+    stack: dict[str, str], keyed_worker: WorkerProcess
+) -> None:
+    runs = [_start(stack, n=99, sleep_ms=1500, label="twins") for _ in range(2)]
+    for run_id in runs:
+        assert (await wait_run(run_id, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    ones = [await attempt_rows(run_id, "keyed_one") for run_id in runs]
+    assert sorted(len(a) for a in ones) == [0, 1], ones  # one computed, the other reused
+    waiting = keyed_worker.log.read_text().count('"step_awaiting_same_key"')
+    reused = [(await step_rows(r))["keyed_one"].reused_from for r in runs]
+    assert any(reused) and (waiting or any(r and r["run_id"] in map(str, runs) for r in reused))
+
+
+async def test_pruning_the_run_that_produced_a_result_keeps_the_files_others_reuse(
+    stack: dict[str, str], keyed_worker: WorkerProcess
+) -> None:
+    producer = _start(stack, n=3, label="shared")
+    assert (await wait_run(producer, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    user = _start(stack, n=3, label="shared")
+    assert (await wait_run(user, timeout=30)).status is RunStatus.SUCCEEDED
+    blob = (await step_rows(user))["keyed_two"].output["blob"]
+    assert blob["key"].startswith(f"{producer}/")  # referenced, not copied
+    await asyncio.sleep(0.05)
+    report = await retention.prune_selected([producer], before=datetime.now(UTC),
+                                            older_than="0s")  # fmt: skip
+    assert report.runs == 1
+    assert Path(blob["path"]).read_text() == "4"  # still there: the user refers to it
+    later = _start(stack, n=3, label="shared")  # the cached result still stands
+    assert (await wait_run(later, timeout=30)).status is RunStatus.SUCCEEDED
+    assert (await step_rows(later))["keyed_two"].output["blob"]["key"] == blob["key"]
+    await asyncio.sleep(0.05)
+    await retention.prune_selected([user, later], before=datetime.now(UTC), older_than="0s")
+    assert not Path(blob["path"]).exists()  # the last user gone: the file goes
+    fresh = _start(stack, n=3, label="shared")  # and nothing reuses what was deleted
+    assert (await wait_run(fresh, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    # keyed_one's result has no files: it stands; keyed_two's went with its file
+    assert await _attempts(fresh) == {"keyed_one": 0, "keyed_two": 1}
