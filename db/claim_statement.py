@@ -169,6 +169,7 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
         FROM hit) AS reused_from,
        keyed.input_key, keyed.parts AS key_parts,
        cur.previous_parts,  -- what a miss is compared with: the step's last key
+       cur.workflow,
        -- params only to a step that reads them: a large blob is not copied to every step
        CASE WHEN EXISTS (SELECT 1 FROM claimed) AND $14 THEN cur.params END AS params,
        cur.item,

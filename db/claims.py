@@ -63,6 +63,7 @@ class Claim:
     input_key: str | None = None
     key_parts: dict[str, Any] | None = None
     previous_parts: dict[str, Any] | None = None
+    workflow: str = ""
     #: REUSED: where the result came from; whether the run finished with it.
     reused_from: dict[str, Any] | None = None
     run_finished: bool = False
@@ -105,6 +106,7 @@ async def claim(
         return Claim(ClaimOutcome.NOT_RUNNABLE)
     status, run_status = StepStatus(row["status"]), RunStatus(row["run_status"])
     keyed = {
+        "workflow": row["workflow"],
         "input_key": row["input_key"],
         "key_parts": _loads(row["key_parts"]),
         "previous_parts": _loads(row["previous_parts"]),
@@ -161,3 +163,17 @@ def _refusal(
         return ClaimOutcome.NOT_READY
     # Running under a live lease, or claimed by a concurrent duplicate in between.
     return ClaimOutcome.BUSY
+
+
+_LATEST = """
+SELECT key_parts FROM step_results WHERE workflow = $1 AND step = $2
+ORDER BY updated_at DESC LIMIT 1
+"""
+
+
+async def latest_parts(
+    conn: asyncpg.Connection, *, workflow: str, step: str
+) -> dict[str, Any] | None:
+    """The key parts of the step's latest result in the workflow (any run): what a first
+    execution's miss is compared with when the step has no key of its own yet."""
+    return _loads(await conn.fetchval(_LATEST, workflow, step))  # type: ignore[no-any-return]

@@ -42,7 +42,7 @@ CONTRIBUTORS: set[str] = set()
 SHARED = "REELFLOW_TRANSITIONS_FILE"
 #: The modules whose runs make the moves between them.
 NEEDED = {"test_engine", "test_fencing", "test_run_races", "test_recovery", "test_faults",
-          "test_revisions"}  # fmt: skip
+          "test_revisions", "test_keys"}  # fmt: skip
 
 
 def install(url: str) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RunStatus, StepStatus
@@ -32,7 +32,7 @@ class RunCreate(BaseModel):
 
     workflow: str = Field(min_length=1, max_length=100, examples=["probe"])
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"width": 3}])
-    cache: bool = Field(
+    cache: StrictBool = Field(
         True,
         description="false: every step runs afresh, reusing no earlier result with its input key",
     )

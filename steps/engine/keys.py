@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import sys
 from collections.abc import Mapping
 from types import ModuleType
@@ -52,12 +53,19 @@ def digest(value: Any) -> str:
     return sha256_text(text)
 
 
+#: Keys the artifact store holds for runs: `<run_id>/<step_key>/...` (published files live
+#: in the publish store, and are never pruned).
+_RUN_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/")
+
+
 def artifact_keys(value: Any) -> list[str]:
-    """The artifact-store keys an output references (for reference counting)."""
+    """The artifact-store keys of runs an output references (for reference counting)."""
     found: list[str] = []
     if isinstance(value, Mapping):
-        if _is_artifact(value) and isinstance(value.get("key"), str):
-            found.append(value["key"])
+        key = value.get("key")
+        if _is_artifact(value) and isinstance(key, str):
+            if _RUN_KEY.match(key):
+                found.append(key)
         else:
             for v in value.values():
                 found.extend(artifact_keys(v))

@@ -6,6 +6,7 @@ complete or fail. A step function never sets a status, and never sees Celery or 
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -148,6 +149,23 @@ class StepTask(Task):  # type: ignore[type-arg]
             code_version=self.spec.version_now(),
         )
 
+    def _log_miss(self, claim: claims.Claim) -> None:
+        """Say which part of the key changed, against the step's last key (or, for its
+        first execution, the step's latest result in the workflow: one more lookup, made
+        only when the line is logged)."""
+        if not logging.getLogger("reelflow.step").isEnabledFor(logging.INFO):
+            return
+        before = claim.previous_parts
+        if before is None:
+            try:
+                before = bridge.run_db(
+                    claims.latest_parts, workflow=claim.workflow, step=self.spec.name
+                )
+            except Exception:  # a log line's comparison must never fail the step
+                before = None
+        changed = changed_parts(before, claim.key_parts or {})
+        log.info("step_cache_miss", input_key=claim.input_key, changed=changed)
+
     def execute_step(self, run_id: uuid.UUID, key: str, generation: int) -> None:
         if step_of_key(key) != self.spec.name:  # the consumer refuses these; never run one
             log.warning("step_key_mismatch", run_id=str(run_id), step_key=key)
@@ -208,8 +226,7 @@ class StepTask(Task):  # type: ignore[type-arg]
                 raise Ignore()
             with bound_contextvars(attempt=claim.attempt):
                 if claim.input_key is not None:
-                    miss = changed_parts(claim.previous_parts, claim.key_parts or {})
-                    log.info("step_cache_miss", input_key=claim.input_key, changed=miss)
+                    self._log_miss(claim)
                 run_attempt(self, self.spec, run_id, key, claim)
 
 

@@ -4,6 +4,7 @@ docs/screenshots/ when UPDATE_SCREENSHOTS=1 (`bash scripts/screenshots`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -236,6 +237,92 @@ def test_start_form_shows_the_apis_validation_and_workers_page(api: ApiProcess, 
     expect(page.get_by_role("heading", name="Online (1)")).to_be_visible()
     expect(page.locator("main")).to_contain_text("default, gpu")
     shoot(page, "workers")
+
+
+def _probe_done(api: ApiProcess) -> tuple[Any, str, dict[str, Any]]:
+    """A finished probe run of one item: the client, its id and step e's output."""
+    client = api.client(timeout=30)
+    made = client.post("/runs", json={"workflow": "probe", "params": {"width": 1}})
+    assert made.status_code == 201, made.text
+    run_id = made.json()["id"]
+    _wait_status(client, run_id, "succeeded")
+    steps = client.get(f"/runs/{run_id}").json()["steps"]
+    return client, run_id, next(s for s in steps if s["key"] == "e")["output"]
+
+
+def test_a_revision_shows_its_plan_then_its_diff(api: ApiProcess, page: Any) -> None:
+    client, run_id, output = _probe_done(api)
+    total = output["total"]
+    page.goto(f"{api.url}/ui/runs/{run_id}/steps/e")
+    page.get_by_role("button", name="Revise output").click()
+    editor = page.get_by_label("Output (JSON)")
+    expect(editor).to_be_focused()
+    assert json.loads(editor.input_value()) == output  # prefilled, as pretty JSON
+    editor.fill(json.dumps({**output, "total": total + 1}, indent=2))
+    page.get_by_label("Reason").fill("the total, counted again")
+    page.get_by_role("button", name="Show plan").click()
+
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#confirm-title")).to_have_text("Revise e")
+    expect(dialog).to_contain_text("Will rerun: nothing")  # nothing reads e
+    expect(dialog).to_contain_text("Replaces the output of: e")
+    expect(dialog).to_contain_text("Keeps the results of 4 steps")  # a, b, c[0], d
+    assert client.get(f"/runs/{run_id}/revisions").json() == []  # a dry run only
+    dialog.get_by_role("button", name="Confirm").click()
+
+    page.wait_for_url(f"**/ui/runs/{run_id}")
+    expect(page.locator("#notice")).to_contain_text("Revision 1 of e: accepted")
+    revision = page.locator('[data-revision="1"]')
+    expect(revision).to_contain_text("the total, counted again")
+    expect(revision).to_contain_text("by api")
+    expect(revision.locator("pre.diff")).to_have_text(f"total: {total} -> {total + 1}")
+    expect(revision).to_contain_text("Reran: nothing")
+    expect(page.locator('[data-origin="e"]')).to_have_text("edited in revision 1")
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    [recorded] = client.get(f"/runs/{run_id}/revisions").json()
+    assert recorded["outputs_after"]["e"]["total"] == total + 1
+
+
+def test_a_bad_revision_is_refused_in_words(api: ApiProcess, page: Any) -> None:
+    client, run_id, output = _probe_done(api)
+    posts: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
+    page.goto(f"{api.url}/ui/runs/{run_id}/steps/e")
+    page.get_by_role("button", name="Revise output").click()
+    editor, error = page.get_by_label("Output (JSON)"), page.locator("#revise-output-error")
+    editor.fill('{"total": 3,')
+    page.get_by_label("Reason").fill("typo")
+    page.get_by_role("button", name="Show plan").click()
+    expect(error).to_contain_text("This is not valid JSON")
+    expect(error).to_contain_text("Nothing was sent")
+    editor.fill(json.dumps({**output, "total": 3}))
+    page.get_by_label("Reason").fill("  ")
+    page.get_by_role("button", name="Show plan").click()
+    expect(page.locator("#revise-reason-error")).to_contain_text("Say why")
+    expect(error).to_be_empty()
+    assert posts == []  # refused here: nothing reached the API
+
+    editor.fill(json.dumps({**output, "total": "lots"}))
+    page.get_by_label("Reason").fill("a total in words")
+    page.get_by_role("button", name="Show plan").click()
+    expect(error).to_contain_text("total: Input should be a valid integer")
+    expect(page.locator("#notice")).to_contain_text("(422)")
+    expect(page.locator("dialog#confirm")).to_be_hidden()
+    assert len(posts) == 1 and posts[0].endswith("/revise?dry_run=true")
+
+    # A change that something reads: the plan names what reruns and why; Back changes nothing.
+    page.goto(f"{api.url}/ui/runs/{run_id}/steps/d")
+    page.get_by_role("button", name="Revise output").click()
+    d = json.loads(page.get_by_label("Output (JSON)").input_value())
+    page.get_by_label("Output (JSON)").fill(json.dumps({**d, "total": d["total"] + 1}))
+    page.get_by_label("Reason").fill("see what reruns")
+    page.get_by_role("button", name="Show plan").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog.locator('[data-rerun="e"]')).to_contain_text("e (")
+    dialog.get_by_role("button", name="Back").click()
+    expect(dialog).to_be_hidden()
+    assert client.get(f"/runs/{run_id}/revisions").json() == []
 
 
 def test_screenshots_go_where_the_readme_shows_them() -> None:

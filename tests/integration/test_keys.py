@@ -18,10 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from db.states import RunStatus
+from db.states import RunStatus, StepStatus
 from steps.engine import keys
-from tests.support import ROOT, WorkerProcess, attempt_rows, run_row, step_rows, wait_run
+from tests.support import (
+    ROOT,
+    WorkerProcess,
+    attempt_rows,
+    patched_environment,
+    run_row,
+    step_rows,
+    wait_run,
+    wait_step,
+)
 from workflows.runs import retention
+from workflows.runs.operations import start_run
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +39,13 @@ MODULE = "keyed_steps"
 SOURCE = textwrap.dedent(
     '''
     """A tiny workflow whose module a test rewrites, as a deploy would."""
+    import os
     import time
 
     from pydantic import BaseModel
 
-    from steps import StepContext, step
+    from reelflow.errors import TransientStepError
+    from steps import RetryPolicy, StepContext, step
     from workflows.definition.registry import register
     from workflows.definition.spec import chain
     from workflows.definition.workflow import Workflow
@@ -43,6 +55,7 @@ SOURCE = textwrap.dedent(
         n: int = 1
         sleep_ms: int = 0
         label: str = ""
+        flaky: str = ""  # a path: the step's very first execution fails (transiently)
 
 
     class Out(BaseModel):
@@ -54,8 +67,11 @@ SOURCE = textwrap.dedent(
         blob: object
 
 
-    @step()
+    @step(retry=RetryPolicy(max_attempts=3, backoff_base=6.0, jitter=False))
     def keyed_one(params: Params) -> Out:
+        if params.flaky and not os.path.exists(params.flaky):
+            open(params.flaky, "w").close()
+            raise TransientStepError("the first call fails")
         time.sleep(params.sleep_ms / 1000)
         return Out(value=params.n + 1)
 
@@ -155,17 +171,48 @@ async def test_a_deploy_that_changes_a_steps_module_reuses_nothing(
     assert misses and all("code" in m["changed"] for m in misses), misses
 
 
+def _in_process(code: Path) -> None:
+    """This process imports the deployable module too (for runs started from here)."""
+    if str(code) not in sys.path:
+        sys.path.insert(0, str(code))
+
+
 async def test_two_executions_of_one_key_at_once_compute_it_once(
-    stack: dict[str, str], keyed_worker: WorkerProcess
+    stack: dict[str, str], keyed_worker: WorkerProcess, code: Path
 ) -> None:
-    runs = [_start(stack, n=99, sleep_ms=1500, label="twins") for _ in range(2)]
-    for run_id in runs:
+    """The second waits while the first computes (its step stays queued), then reuses."""
+    _in_process(code)
+    params = {"n": 99, "sleep_ms": 1500, "label": "twins"}
+    with patched_environment({"WORKFLOW_MODULES": f"tests.workflows,{MODULE}"}):
+        first = (await start_run("keyed", params)).run.id
+        await wait_step(first, "keyed_one", lambda s: s.status is StepStatus.RUNNING)
+        second = (await start_run("keyed", params)).run.id
+    for run_id in (first, second):
         assert (await wait_run(run_id, worker=keyed_worker)).status is RunStatus.SUCCEEDED
-    ones = [await attempt_rows(run_id, "keyed_one") for run_id in runs]
-    assert sorted(len(a) for a in ones) == [0, 1], ones  # one computed, the other reused
-    waiting = keyed_worker.log.read_text().count('"step_awaiting_same_key"')
-    reused = [(await step_rows(r))["keyed_one"].reused_from for r in runs]
-    assert any(reused) and (waiting or any(r and r["run_id"] in map(str, runs) for r in reused))
+    assert len(await attempt_rows(first, "keyed_one")) == 1
+    assert await attempt_rows(second, "keyed_one") == []  # not computed twice
+    reused = (await step_rows(second))["keyed_one"].reused_from
+    assert reused and reused["run_id"] == str(first)
+    assert '"step_awaiting_same_key"' in keyed_worker.log.read_text()
+
+
+async def test_a_step_waiting_to_retry_reuses_a_result_computed_meanwhile(
+    stack: dict[str, str], keyed_worker: WorkerProcess, code: Path, tmp_path: Path
+) -> None:
+    """Its first attempt failed (transiently); before its retry runs, another run computes
+    the same key: the retry reuses that result instead of running."""
+    _in_process(code)
+    flaky = tmp_path / "first-call-fails"
+    params = {"n": 5, "label": "flaky", "flaky": str(flaky)}
+    with patched_environment({"WORKFLOW_MODULES": f"tests.workflows,{MODULE}"}):
+        first = (await start_run("keyed", params)).run.id
+        await wait_step(first, "keyed_one", lambda s: s.status is StepStatus.RETRYING)
+        second = (await start_run("keyed", params)).run.id
+    for run_id in (second, first):
+        assert (await wait_run(run_id, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    one = (await step_rows(first))["keyed_one"]
+    assert [a.status for a in await attempt_rows(first, "keyed_one")] == ["retrying"]
+    assert one.reused_from and one.reused_from["run_id"] == str(second)
 
 
 async def test_pruning_the_run_that_produced_a_result_keeps_the_files_others_reuse(

@@ -4,7 +4,8 @@ import { api, explain, Problem, saveToken } from "./api.js";
 import { h, say } from "./dom.js";
 import { render } from "./nav.js";
 
-function ask(title, ...content) {
+/** The confirm dialog with `title` and `content`: resolves true on Confirm. */
+export function ask(title, ...content) {
   const dialog = document.getElementById("confirm");
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-body").replaceChildren(...content);

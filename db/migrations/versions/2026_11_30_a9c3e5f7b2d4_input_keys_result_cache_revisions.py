@@ -94,6 +94,8 @@ def upgrade() -> None:
                            name=op.f('ck_step_results_state')),
         sa.PrimaryKeyConstraint('workflow', 'step', 'input_key', name=op.f('pk_step_results')),
     )
+    op.create_index('ix_step_results_latest', 'step_results', ['workflow', 'step', 'updated_at'],
+                    unique=False)
 
     op.create_table(
         'artifact_refs',
@@ -148,6 +150,7 @@ def downgrade() -> None:
     op.drop_index('ix_artifact_refs_run', table_name='artifact_refs')
     op.drop_table('artifact_refs')
 
+    op.drop_index('ix_step_results_latest', table_name='step_results')
     op.drop_table('step_results')
     op.drop_column('step_attempts', 'input_key')
     for column in ('force_rerun', 'reused_from', 'output_digest', 'item_digest', 'key_parts',

@@ -7,6 +7,16 @@ function aggregate(statuses, precedence) {
   return precedence.find((s) => statuses.includes(s)) ?? "pending";
 }
 
+/** Where a step's result came from when it did not run in this execution: "edited in
+ *  revision n" or "reused from <run id prefix>" (`full`: which step and attempt too). */
+export function origin(from, full = false) {
+  if (!from) return "";
+  if (from.revision !== undefined && from.revision !== null) return `edited in revision ${from.revision}`;
+  if (!from.run_id) return "";
+  const where = full && from.key ? ` (${from.key}, attempt ${from.attempt})` : "";
+  return `reused from ${full ? "run " : ""}${from.run_id.slice(0, 8)}${where}`;
+}
+
 /** The steps in the workflow's layout (columns left to right), a map's items grouped. */
 export function graph(run, workflow, steps, opened, precedence) {
   const byName = Object.fromEntries(workflow.steps.map((s) => [s.name, s]));
@@ -21,13 +31,18 @@ export function graph(run, workflow, steps, opened, precedence) {
         return h("a", { class: `node s-${status}`, href: stepPath(run.id, info.name),
           "data-link": true, role: "listitem", "data-step": info.name },
           h("span", { class: "name" }, info.name), badge(status),
-          step?.attempts > 1 ? h("span", { class: "muted" }, ` ${step.attempts} attempts`) : "");
+          step?.attempts > 1 ? h("span", { class: "muted" }, ` ${step.attempts} attempts`) : "",
+          step?.reused_from ? h("span", { class: "muted note", "data-origin": info.name }, origin(step.reused_from)) : "");
       }
       const status = aggregate(mine.map((s) => s.status), precedence);
       const done = mine.filter((s) => s.status === "succeeded").length;
+      const reused = mine.filter((s) => s.reused_from?.run_id).length;
+      const edited = mine.filter((s) => s.reused_from && !s.reused_from.run_id).length;
+      const notes = [reused ? `${reused} reused` : "", edited ? `${edited} edited` : ""].filter(Boolean);
       return h("div", { class: `node s-${status}`, role: "listitem", "data-step": info.name },
         h("span", { class: "name" }, `${info.name} ×${mine.length}`), badge(status),
         h("span", { class: "muted" }, ` ${done}/${mine.length} done`),
+        notes.length ? h("span", { class: "muted note", "data-origin": info.name }, notes.join(", ")) : "",
         h("details", { open: opened.has(info.name),
           ontoggle: (e) => (e.target.open ? opened.add(info.name) : opened.delete(info.name)) },
           h("summary", {}, `Items of ${info.mapped_over}`),

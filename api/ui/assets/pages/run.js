@@ -1,5 +1,5 @@
-// A run (/ui/runs/{id}): its actions, facts, steps, attempts, params and events, kept
-// current from the run's SSE stream.
+// A run (/ui/runs/{id}): its actions, facts, steps, attempts, revisions, params and
+// events, kept current from the run's SSE stream.
 
 import { api } from "../api.js";
 import { cancel, resume } from "../dialogs.js";
@@ -9,6 +9,7 @@ import { artifactsOf, media } from "../media.js";
 import { adopt, live } from "../nav.js";
 import { states } from "../states.js";
 import { graph, timeline } from "./graph.js";
+import { revisions } from "./revisions.js";
 
 export async function runPage(gen, id) {
   const [{ data: workflows }, known] = await Promise.all([api("/workflows"), states()]);
@@ -19,8 +20,8 @@ export async function runPage(gen, id) {
   setPage(`Run ${id.slice(0, 8)}`, h("h1", {}, "Run ", h("span", { class: "mono" }, id)), actions, body);
 
   async function refresh() {
-    const [{ data: run }, { data: attempts }, { data: history }] = await Promise.all([
-      api(`/runs/${id}`), api(`/runs/${id}/attempts`), api(`/runs/${id}/history`),
+    const [{ data: run }, { data: attempts }, { data: history }, { data: revised }] = await Promise.all([
+      api(`/runs/${id}`), api(`/runs/${id}/attempts`), api(`/runs/${id}/history`), api(`/runs/${id}/revisions`),
     ]);
     const workflow = workflows.find((w) => w.name === run.workflow);
     actions.replaceChildren(
@@ -41,6 +42,7 @@ export async function runPage(gen, id) {
         run.error ? [h("dt", {}, "Error"), h("dd", { class: "error-text" }, `${run.error.step ? `${run.error.step}: ` : ""}${run.error.type}: ${run.error.message}`)] : []),
       h("h2", {}, "Steps"), workflow ? graph(run, workflow, run.steps, opened, known.step.precedence) : h("p", {}, "Unknown workflow."),
       h("h2", {}, "Attempts"), attempts.length ? timeline(run, attempts) : h("p", { class: "muted" }, "No attempt yet."),
+      h("h2", {}, "Revisions"), revisions(run, revised),
       h("h2", {}, "Params"), h("pre", {}, JSON.stringify(run.params, null, 2)),
       h("h2", {}, "Events"), h("ul", {}, history.map((e) => h("li", {},
         h("strong", {}, e.kind), ` by ${e.actor}, ${when(e.created_at)}`,

@@ -1,5 +1,5 @@
 // A step (/ui/runs/{id}/steps/{key}): its status, attempts with their errors, artifacts
-// and output, and the retry action; kept current from the run's SSE stream.
+// and output, and the retry and revise actions; kept current from the run's SSE stream.
 
 import { api } from "../api.js";
 import { retry } from "../dialogs.js";
@@ -8,30 +8,38 @@ import { follow } from "../follow.js";
 import { artifactsOf, artifactUrl, media } from "../media.js";
 import { adopt, live } from "../nav.js";
 import { states } from "../states.js";
+import { origin } from "./graph.js";
+import { reviser } from "./revise.js";
 
 export async function stepPage(gen, id, key) {
   const known = await states();
   if (!live(gen)) return;
   const actions = h("div", { class: "actions" });
   const body = h("div");
+  const editor = reviser(id, key); // outside `body`: a refresh keeps what is being typed
+  let step = null;
   setPage(`${key} · run ${id.slice(0, 8)}`,
     h("p", {}, link(runPath(id), `← Run ${id.slice(0, 8)}`)),
-    h("h1", {}, "Step ", h("span", { class: "mono" }, key)), actions, body);
+    h("h1", {}, "Step ", h("span", { class: "mono" }, key)), actions, editor.box, body);
 
   async function refresh() {
     const [{ data: run }, { data: attempts }] = await Promise.all([
       api(`/runs/${id}`), api(`/runs/${id}/steps/${encodeURIComponent(key)}/attempts`),
     ]);
-    const step = run.steps.find((s) => s.key === key);
-    actions.replaceChildren(h("button", { type: "button", onclick: () => retry(id, key),
-      disabled: known.run.live.includes(run.status) }, "Retry step (and what follows)"));
+    step = run.steps.find((s) => s.key === key);
+    const busy = known.run.live.includes(run.status);
+    actions.replaceChildren(
+      h("button", { type: "button", onclick: () => retry(id, key), disabled: busy }, "Retry step (and what follows)"),
+      h("button", { type: "button", class: "quiet", onclick: () => editor.open(step), disabled: busy,
+        "aria-controls": "revise" }, "Revise output"));
     const artifacts = artifactsOf(step?.output);
     body.replaceChildren(
       h("dl", { class: "meta" },
         h("dt", {}, "Status"), h("dd", { id: "step-status" }, badge(step?.status || "pending")),
         h("dt", {}, "Run"), h("dd", {}, badge(run.status)),
         h("dt", {}, "Queue"), h("dd", {}, step?.queue || ""),
-        h("dt", {}, "Attempts"), h("dd", {}, `${step?.attempts ?? 0} of at most ${step?.max_attempts ?? "?"}`)),
+        h("dt", {}, "Attempts"), h("dd", {}, `${step?.attempts ?? 0} of at most ${step?.max_attempts ?? "?"}`),
+        step?.reused_from ? [h("dt", {}, "Result"), h("dd", { id: "step-origin" }, origin(step.reused_from, true))] : []),
       h("h2", {}, "Attempts"),
       h("div", { class: "table-wrap" }, h("table", { id: "attempts" },
         h("thead", {}, h("tr", {}, ["#", "Status", "Worker", "Started", "Took", "Error"].map((c) => h("th", { scope: "col" }, c)))),
