@@ -32,7 +32,11 @@ class StepResult(Base):
     progress is found by its running step row: `ix_step_runs_running_key`.)"""
 
     __tablename__ = "step_results"
-    __table_args__ = (CheckConstraint("state IN ('computing', 'succeeded')", name="state"),)
+    __table_args__ = (
+        CheckConstraint("state IN ('computing', 'succeeded')", name="state"),
+        # "the step's latest result": what a first execution's miss is compared with
+        Index("ix_step_results_latest", "workflow", "step", "updated_at"),
+    )
 
     workflow: Mapped[str] = mapped_column(String(100), primary_key=True)
     step: Mapped[str] = mapped_column(String(100), primary_key=True)
