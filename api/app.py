@@ -27,17 +27,21 @@ from api.routes import (
     artifacts,
     health,
     history,
+    pools,
     revisions,
     runs,
     steps,
     workers,
     workflows,
 )
+from db import repository as repo
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import logs, tracing
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
+from steps.engine import slots
+from workflows.definition.registry import all_workflows
 from workflows.watch.stream import RunWatcher
 
 access_log = structlog.get_logger("reelflow.api.access")
@@ -48,11 +52,19 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(get_settings())
     await ensure_at_head(get_engine())  # refuse to serve a database that is behind
+    slots.check_pools(list(all_workflows_steps()))  # every step's pool is declared
+    async with get_engine().begin() as conn:
+        await repo.sync_slots(conn, sizes=get_settings().pool_sizes())
     app.state.watcher = RunWatcher()  # one per process, for every event stream
     yield
     await app.state.watcher.close()
     await dispose_engine()
     tracing.flush()
+
+
+def all_workflows_steps() -> list[Any]:
+    """The specs of every step of every workflow this deployment runs."""
+    return [w.spec(name) for w in all_workflows().values() for name in w.step_names]
 
 
 class BodyLimit:
@@ -201,7 +213,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.openapi = _openapi(  # type: ignore[method-assign]
-        app, guarded=settings.api_token is not None, faults=settings.allow_fault_injection
+        app, guarded=bool(settings.tokens()), faults=settings.allow_fault_injection
     )
     _docs(app)
     problems.install(app)
@@ -232,7 +244,9 @@ def create_app() -> FastAPI:
     )
     if _request_id not in logs.ENRICHERS:
         logs.ENRICHERS.append(_request_id)
-    for module in (runs, steps, history, revisions, artifacts, workflows, workers, health, admin):
+    routers = (runs, steps, history, revisions, artifacts, workflows, workers, pools, health,
+               admin)  # fmt: skip
+    for module in routers:
         app.include_router(module.router)
     ui.install(app)
     if tracing.install("reelflow-api"):

@@ -144,7 +144,7 @@ def history(
 
 def _operation_output(result: Any, as_json: bool) -> None:
     from api.schemas import PlanOut, RunOut
-    from workflows.runs.operations import Plan
+    from workflows.runs.plans import Plan
 
     if isinstance(result, Plan):
         plan = PlanOut(

@@ -29,6 +29,10 @@ def api(
         get_settings.cache_clear()
     settings = get_settings()
     configure_logging(settings, force=True)
+    from api.app import all_workflows_steps
+    from steps.engine import slots
+
+    slots.check_pools(all_workflows_steps())  # refused here in one line, not in a traceback
     proxies = settings.trusted_proxies.strip()
     uvicorn.run(
         "api.app:create_app",

@@ -29,13 +29,13 @@ _CLAIMABLE = sql_in(STEP_CLAIMABLE)
 # $1 run, $2 key, $3 single deps, $4 owner, $5 hostname, $6 task id, $7 queue, $8 lease s,
 # $9 dead same-host owner to take over, $10 mapped deps, $11 generation, $12 worker id,
 # $13 seconds after which a silent worker counts as dead, $14 whether the step reads params,
-# $15 the step's code version ('': it never reuses a result).
+# $15 the step's code version ('': it never reuses a result), $16 its pool ('': none).
 CLAIM = f"""
 WITH cur AS (
     SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
            s.item_index, s.item_digest, s.force_rerun, s.key_parts AS previous_parts,
            r.status AS run_status, r.generation, r.params, r.workflow, r.cache AS run_cache,
-           r.param_digests ->> s.step AS params_digest,
+           r.param_digests ->> s.step AS params_digest, r.priority, r.tenant,
            (r.maps ?& $10::text[])
            AND NOT EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = $1
                            AND d.key = ANY($3::text[]) AND d.status <> '{_S.SUCCEEDED}')
@@ -119,16 +119,50 @@ WITH cur AS (
     INSERT INTO artifact_refs (artifact_key, run_id)
     SELECT a.key, $1 FROM reused, hit, jsonb_array_elements_text(hit.artifacts) AS a(key)
     ON CONFLICT DO NOTHING
+), slot AS (
+    -- a slot of the step's pool, taken with the claim: one granted to it, its own while
+    -- its lease lives (a redelivery, a restarted worker taking over), or a free one when
+    -- no step waits for the pool ahead of it (an expired lease frees a slot for all)
+    UPDATE pool_slots p
+    SET holder_step_id = cur.id, holder_attempt = cur.attempts + 1, holder_run_id = $1,
+        holder_key = $2, holder_worker = $4, tenant = cur.tenant, since = now(),
+        lease_expires_at = now() + make_interval(secs => $8),
+        reserved_for = NULL, reserved_until = NULL
+    FROM cur
+    WHERE $16 <> '' AND p.pool = $16 AND p.slot = (
+        SELECT q.slot FROM pool_slots q
+        WHERE q.pool = $16
+          AND ((q.reserved_for = cur.id
+                AND (q.holder_step_id IS NULL OR q.lease_expires_at < now()))
+               OR (q.holder_step_id = cur.id AND q.lease_expires_at >= now())
+               OR ((q.holder_step_id IS NULL OR q.lease_expires_at < now())
+                   AND (q.reserved_for IS NULL OR q.reserved_until < now())
+                   AND NOT EXISTS (SELECT 1 FROM slot_waits w WHERE w.pool = $16
+                                   AND w.granted_at IS NULL AND w.step_id <> cur.id)))
+        ORDER BY coalesce(q.reserved_for = cur.id OR q.holder_step_id = cur.id, false) DESC,
+                 q.slot
+        LIMIT 1 FOR UPDATE SKIP LOCKED)
+      AND EXISTS (SELECT 1 FROM takeable)
+      AND NOT EXISTS (SELECT 1 FROM hit) AND NOT EXISTS (SELECT 1 FROM elsewhere)
+    RETURNING p.slot
+), unwaited AS (
+    DELETE FROM slot_waits w USING slot, cur WHERE w.step_id = cur.id
+), served AS (
+    INSERT INTO pool_tenants (pool, tenant, last_granted)
+    SELECT $16, cur.tenant, now() FROM slot, cur
+    ON CONFLICT (pool, tenant) DO UPDATE SET last_granted = now()
 ), claimed AS (
     UPDATE step_runs s
     SET status = '{_S.RUNNING}', attempts = s.attempts + 1, lease_owner = $4,
         lease_worker = nullif($12::text, ''),
         lease_expires_at = now() + make_interval(secs => $8), celery_task_id = $6,
         input_key = keyed.input_key, key_parts = keyed.parts, reused_from = NULL,
-        started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
+        started_at = now(), finished_at = NULL, error = NULL, progress = NULL,
+        updated_at = now()
     FROM takeable, keyed
     WHERE s.id = takeable.id
       AND NOT EXISTS (SELECT 1 FROM hit) AND NOT EXISTS (SELECT 1 FROM elsewhere)
+      AND ($16 = '' OR EXISTS (SELECT 1 FROM slot))
     RETURNING s.id, s.attempts
 ), started AS (
     UPDATE workflow_runs r
@@ -165,6 +199,10 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
        EXISTS (SELECT 1 FROM takeable) AND EXISTS (SELECT 1 FROM elsewhere)
            AND NOT EXISTS (SELECT 1 FROM reused) AS awaiting,
        EXISTS (SELECT 1 FROM finished) AS run_finished,
+       $16 <> '' AND EXISTS (SELECT 1 FROM takeable) AND NOT EXISTS (SELECT 1 FROM hit)
+           AND NOT EXISTS (SELECT 1 FROM elsewhere) AND NOT EXISTS (SELECT 1 FROM slot)
+           AS no_slot,
+       (SELECT slot FROM slot) AS slot, cur.priority, cur.tenant,
        (SELECT jsonb_build_object('run_id', run_id, 'key', step_key, 'attempt', attempt)
         FROM hit) AS reused_from,
        keyed.input_key, keyed.parts AS key_parts,

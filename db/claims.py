@@ -37,6 +37,7 @@ class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"
     REUSED = "reused"  # a result with the same input key stood in: nothing to run
     AWAITING = "awaiting"  # another execution computes the same key now: try again shortly
+    NO_SLOT = "no_slot"  # its pool has no slot for it now: it waits in PostgreSQL
     ALREADY_SUCCEEDED = "already_succeeded"  # a redelivery of this generation's message
     BUSY = "busy"  # running under a live lease: a duplicate delivery
     STALE = "stale"  # sent under an earlier generation of the run
@@ -64,6 +65,10 @@ class Claim:
     key_parts: dict[str, Any] | None = None
     previous_parts: dict[str, Any] | None = None
     workflow: str = ""
+    #: Its pool's slot while it runs; NO_SLOT: what it waits with (priority, tenant).
+    slot: int | None = None
+    priority: int = 5
+    tenant: str = "default"
     #: REUSED: where the result came from; whether the run finished with it.
     reused_from: dict[str, Any] | None = None
     run_finished: bool = False
@@ -91,6 +96,7 @@ async def claim(
     wants_params: bool = True,
     steal_from: str | None = None,
     code_version: str | None = None,
+    pool: str | None = None,
 ) -> Claim:
     """Take the step for one attempt of `generation`, if that is the run's current one and
     every dependency has succeeded; then also return its inputs and params. With a
@@ -100,13 +106,16 @@ async def claim(
     row = await conn.fetchrow(
         CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
         steal_from or "", mapped_deps, generation, worker_id or "", float(worker_dead_after),
-        wants_params, code_version or "",
+        wants_params, code_version or "", pool or "",
     )  # fmt: skip
     if row is None:
         return Claim(ClaimOutcome.NOT_RUNNABLE)
     status, run_status = StepStatus(row["status"]), RunStatus(row["run_status"])
     keyed = {
         "workflow": row["workflow"],
+        "slot": row["slot"],
+        "priority": row["priority"],
+        "tenant": row["tenant"],
         "input_key": row["input_key"],
         "key_parts": _loads(row["key_parts"]),
         "previous_parts": _loads(row["previous_parts"]),
@@ -118,6 +127,9 @@ async def claim(
             reused_from=_loads(row["reused_from"]), run_finished=bool(row["run_finished"]),
             **keyed,
         )  # fmt: skip
+    if row["no_slot"]:
+        return Claim(ClaimOutcome.NO_SLOT, step_id=row["id"], status=status,
+                     run_status=run_status, generation=generation, **keyed)  # fmt: skip
     if row["awaiting"]:
         return Claim(ClaimOutcome.AWAITING, step_id=row["id"], status=status,
                      run_status=run_status, generation=generation, **keyed)  # fmt: skip

@@ -1,4 +1,6 @@
-"""The claim protocol's writes after a claim: complete, fail, renew the lease.
+"""The claim protocol's writes after a claim: complete, fail, renew the lease, and the
+checkpoints of long steps (the finished pieces of an execution, such as a render's chunks,
+kept per step and input key so a later attempt of the same key does only the rest).
 
 Each is one SQL statement, guarded by `attempts = :attempt AND status = 'running'`, so a
 zombie attempt whose lease expired cannot overwrite the attempt that replaced it.
@@ -17,6 +19,15 @@ from db.models import OPEN_STEP
 from db.states import AttemptStatus, RunStatus, StepStatus
 
 _S, _A = StepStatus, AttemptStatus
+
+#: The attempt's pool slot goes back, in the statement that ends the attempt.
+_RELEASE = """released AS (
+    UPDATE pool_slots SET holder_step_id = NULL, holder_attempt = NULL, holder_run_id = NULL,
+        holder_key = NULL, holder_worker = NULL, tenant = NULL, since = NULL,
+        lease_expires_at = NULL
+    WHERE holder_step_id = $1 AND holder_attempt = $3 AND EXISTS (SELECT 1 FROM {guard})
+    RETURNING pool
+)"""
 
 _COMPLETE = f"""
 WITH done AS (
@@ -56,8 +67,9 @@ WITH done AS (
     INSERT INTO artifact_refs (artifact_key, run_id)
     SELECT a.key, $2 FROM done, jsonb_array_elements_text($6::jsonb) AS a(key)
     ON CONFLICT DO NOTHING
-)
-SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished
+), {_RELEASE.format(guard="done")}
+SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished,
+       (SELECT pool FROM released) AS pool
 """
 
 _STEP_STATE = "SELECT status, attempts FROM step_runs WHERE id = $1"
@@ -82,15 +94,36 @@ WITH f AS (
     WHERE id = $2 AND $4::text = '{_S.FAILED}' AND status || '' = '{RunStatus.RUNNING}'
       AND EXISTS (SELECT 1 FROM f)
     RETURNING id
-)
-SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed
+), {_RELEASE.format(guard="f")}
+SELECT (SELECT count(*) FROM f) AS changed, (SELECT count(*) FROM fr) AS run_failed,
+       (SELECT pool FROM released) AS pool
 """
 
 _RENEW = f"""
-UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => $3)
-FROM workflow_runs r
-WHERE s.id = $1 AND s.attempts = $2 AND s.status = '{_S.RUNNING}' AND r.id = s.run_id
-RETURNING r.status
+WITH renewed AS (
+    UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => $3)
+    FROM workflow_runs r
+    WHERE s.id = $1 AND s.attempts = $2 AND s.status = '{_S.RUNNING}' AND r.id = s.run_id
+    RETURNING r.status
+), slot AS (
+    UPDATE pool_slots SET lease_expires_at = now() + make_interval(secs => $3)
+    WHERE holder_step_id = $1 AND holder_attempt = $2 AND EXISTS (SELECT 1 FROM renewed)
+)
+SELECT status FROM renewed
+"""
+
+_WATCH = f"""
+WITH mine AS (
+    SELECT * FROM unnest($1::bigint[], $2::int[]) AS m(id, attempt)
+), progressed AS (
+    UPDATE step_runs s SET progress = p.progress
+    FROM jsonb_each($3::jsonb) AS p(id, progress)
+    WHERE s.id = p.id::bigint AND s.status = '{_S.RUNNING}'
+)
+SELECT s.id, s.attempts, r.status AS run_status
+FROM mine JOIN step_runs s ON s.id = mine.id AND s.attempts = mine.attempt
+                          AND s.status = '{_S.RUNNING}'
+JOIN workflow_runs r ON r.id = s.run_id
 """
 
 _COUNT = """
@@ -105,6 +138,7 @@ class Completion:
     run_finished: bool
     status: StepStatus | None
     attempts: int | None
+    released_pool: str | None = None  # the pool whose slot it gave back
 
 
 async def complete(
@@ -126,7 +160,7 @@ async def complete(
     )  # fmt: skip
     assert row is not None
     if row["done"]:
-        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt)
+        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt, row["pool"])
     # Not recorded: superseded by a later attempt, or cancelled. Say what happened instead.
     now = await conn.fetchrow(_STEP_STATE, step_id)
     return Completion(
@@ -153,8 +187,9 @@ async def fail(
     key: str,
     attempt: int,
     failure: FailureRecord,
-) -> tuple[bool, bool]:
-    """Record a failed attempt; returns (recorded, run_failed)."""
+) -> tuple[bool, bool, str | None]:
+    """Record a failed attempt; returns (recorded, run_failed, the pool whose slot it gave
+    back)."""
     error = {"type": failure.error_type, "message": failure.message, "attempt": attempt}
     status = StepStatus.RETRYING if failure.retrying else StepStatus.FAILED
     attempt_status = AttemptStatus.RETRYING if failure.retrying else AttemptStatus.FAILED
@@ -172,7 +207,7 @@ async def fail(
         failure.traceback,
     )
     assert row is not None
-    return bool(row["changed"]), bool(row["run_failed"])
+    return bool(row["changed"]), bool(row["run_failed"]), row["pool"]
 
 
 async def renew_lease(
@@ -183,6 +218,60 @@ async def renew_lease(
     return RunStatus(row["status"]) if row else None
 
 
+async def watch(
+    conn: asyncpg.Connection,
+    *,
+    leases: list[tuple[int, int]],
+    progress: dict[int, dict[str, int] | None],
+) -> dict[tuple[int, int], RunStatus]:
+    """For each (step id, attempt) still running, its run's status (a lease missing from the
+    answer was lost); and record the progress the steps reported."""
+    rows = await conn.fetch(
+        _WATCH, [i for i, _ in leases], [a for _, a in leases],
+        json.dumps({str(k): v for k, v in progress.items()}),
+    )  # fmt: skip
+    return {(r["id"], r["attempts"]): RunStatus(r["run_status"]) for r in rows}
+
+
 async def count(conn: asyncpg.Connection, *, name: str, label: str) -> None:
     """Add one to an engine counter (an ignored delivery, a requeue)."""
     await conn.execute(_COUNT, name, label)
+
+
+# --- checkpoints ---------------------------------------------------------------
+
+_RECORD_CHECKPOINT = """
+INSERT INTO step_checkpoints (step_id, name, piece, input_key, attempt, artifact)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+ON CONFLICT (step_id, name, piece) DO UPDATE
+SET input_key = EXCLUDED.input_key, attempt = EXCLUDED.attempt, artifact = EXCLUDED.artifact,
+    created_at = now()
+"""
+
+_LOAD_CHECKPOINTS = """
+SELECT piece, artifact FROM step_checkpoints
+WHERE step_id = $1 AND name = $2 AND input_key = $3 ORDER BY piece
+"""
+
+
+async def record_checkpoint(
+    conn: asyncpg.Connection,
+    *,
+    step_id: int,
+    name: str,
+    piece: int,
+    input_key: str,
+    attempt: int,
+    artifact: dict[str, Any],
+) -> None:
+    await conn.execute(
+        _RECORD_CHECKPOINT, step_id, name, piece, input_key, attempt, json.dumps(artifact)
+    )
+
+
+async def load_checkpoints(
+    conn: asyncpg.Connection, *, step_id: int, name: str, input_key: str
+) -> dict[int, dict[str, Any]]:
+    """The pieces recorded for this step under this input key: piece -> artifact."""
+    rows = await conn.fetch(_LOAD_CHECKPOINTS, step_id, name, input_key)
+    return {r["piece"]: json.loads(r["artifact"]) for r in rows}

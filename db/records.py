@@ -28,6 +28,8 @@ class RunRecord(_Record):
     maps: dict[str, int] = {}
     param_digests: dict[str, str] = {}
     cache: bool = True
+    priority: int = 5
+    tenant: str = "default"
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -56,6 +58,7 @@ class StepRecord(_Record):
     output_digest: str | None = None
     reused_from: dict[str, Any] | None = None
     force_rerun: bool = False
+    progress: dict[str, int] | None = None
     created_at: datetime
     queued_at: datetime | None = None
     started_at: datetime | None = None

@@ -15,23 +15,16 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelflow.errors import ConfigError, field_errors, summarise
+from reelflow.setting_values import (
+    AMQP_SCHEMES,
+    REDIS_SCHEMES,
+    async_database_url,
+    parse_pools,
+    parse_step_pools,
+    parse_tokens,
+)
 
-
-def async_database_url(url: str) -> str:
-    """Any PostgreSQL URL spelling, turned into the asyncpg dialect SQLAlchemy needs."""
-    for prefix in (
-        "postgresql+asyncpg://",
-        "postgresql+psycopg://",
-        "postgresql://",
-        "postgres://",
-    ):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    raise ValueError("must be a PostgreSQL URL (postgresql://user@host:port/dbname)")
-
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+socket://")
-AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+__all__ = ["Settings", "async_database_url", "get_settings", "load_settings"]
 
 
 class Settings(BaseSettings):
@@ -120,6 +113,19 @@ class Settings(BaseSettings):
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )
     api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints")
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="More bearer tokens, each with a name (name=token,...): the name is the"
+        " actor and the default tenant of what it starts",
+    )
+    pools: str = Field(
+        "",
+        description="Slot pools (name:size,...), e.g. gpu:4: steps on a queue of that name (or"
+        " naming the pool) hold a slot while they run",
+    )
+    step_pools: str = Field(
+        "", description="Steps moved to another pool (step=pool,...), e.g. render_scene=farm"
+    )
     trusted_proxies: str = Field(
         "",
         description="Proxy addresses whose X-Forwarded-For names the client (comma-separated)",
@@ -177,6 +183,40 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// or amqp:// URL")
         return v or None
 
+    @field_validator("pools")
+    @classmethod
+    def _pools(cls, v: str) -> str:
+        parse_pools(v)  # "gpu:4,render-farm:2": ValueError otherwise
+        return v.strip()
+
+    @field_validator("step_pools")
+    @classmethod
+    def _step_pools(cls, v: str) -> str:
+        parse_step_pools(v)
+        return v.strip()
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            parse_tokens(v.get_secret_value())
+        return v
+
+    def pool_sizes(self) -> dict[str, int]:
+        """The declared pools: name -> number of slots."""
+        return parse_pools(self.pools)
+
+    def pools_of_steps(self) -> dict[str, str]:
+        """Steps whose pool the settings choose: step -> pool."""
+        return parse_step_pools(self.step_pools)
+
+    def tokens(self) -> dict[str, str]:
+        """Every accepted bearer token -> its name (API_TOKEN's name is `api`)."""
+        found = parse_tokens(self.api_tokens.get_secret_value()) if self.api_tokens else {}
+        if self.api_token is not None:
+            found[self.api_token.get_secret_value()] = "api"
+        return found
+
     @field_validator("rate_limit")
     @classmethod
     def _rate(cls, v: str) -> str:
@@ -217,6 +257,8 @@ class Settings(BaseSettings):
                 found.append(value.get_secret_value())
             elif isinstance(value, str) and "://" in value:
                 found.append(url_password(value) or "")
+        if self.api_tokens is not None:  # each token alone, not only the whole list
+            found.extend(parse_tokens(self.api_tokens.get_secret_value()))
         return [s for s in found if s]
 
     def require_database_url(self) -> str:

@@ -3,11 +3,17 @@ knobs a production workflow must not carry.
 
 `growing_probe` is `probe` whose b is a live feed: each rerun of a changes b's width by
 `grow`, so a map's source can widen or narrow between dispatches.
+
+`slot_probe` is `a` then `hold`, a step on the `gpu` queue that holds its slot (POOLS) for
+`hold_ms`, reporting progress and stopping when cancelled as a render does.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+import time
+
+from pydantic import BaseModel, Field
 
 from steps import StepContext, step
 from steps.probe import PROBE_RETRY, AOut, BOut, ProbeParams, a, c, d, e
@@ -38,5 +44,37 @@ growing_probe = register(
         canvas=chain(a, grow_b, chord([map(c, over="grow_b.items")], d), e),
         params_model=GrowParams,
         description="probe whose map source changes width on every rerun (tests only)",
+    )
+)
+
+
+class SlotParams(ProbeParams):
+    hold_ms: int = Field(500, ge=0, le=120_000, description="how long `hold` runs")
+
+
+class HoldOut(BaseModel):
+    key: str
+    attempt: int
+    pid: int
+    ticks: int
+
+
+@step(queue="gpu", retry=PROBE_RETRY, cache=False)
+def hold(ctx: StepContext, params: SlotParams, a: AOut) -> HoldOut:
+    ticks = max(1, params.hold_ms // 20)
+    for tick in range(ticks):
+        ctx.check_cancelled()
+        ctx.progress(tick, ticks)
+        time.sleep(0.02)
+    return HoldOut(key=ctx.key, attempt=ctx.attempt, pid=os.getpid(), ticks=ticks)
+
+
+slot_probe = register(
+    Workflow(
+        name="slot_probe",
+        version=1,
+        canvas=chain(a, hold),
+        params_model=SlotParams,
+        description="a, then a gpu step holding its pool slot for hold_ms (tests only)",
     )
 )

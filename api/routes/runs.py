@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BeforeValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import Actor, Conn
+from api.deps import Actor, Conn, tenant_of
 from api.problems import GUARDED, documented
 from api.schemas import (
     PlanOut,
@@ -104,6 +104,8 @@ async def create_run(
         faults=body.faults,
         actor=actor,
         cache=body.cache,
+        priority=body.priority,
+        tenant=body.tenant or tenant_of(actor),
     )
     if not result.created:
         response.status_code = 200

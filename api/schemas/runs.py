@@ -32,6 +32,18 @@ class RunCreate(BaseModel):
 
     workflow: str = Field(min_length=1, max_length=100, examples=["probe"])
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"width": 3}])
+    priority: StrictInt = Field(
+        5, ge=0, le=9, description="0-9: a pool's free slot goes to the highest priority first"
+    )
+    tenant: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="who the run is for (slots go round-robin across tenants); default: the"
+        " token's name, or `default`",
+        examples=["team-a"],
+    )
     cache: StrictBool = Field(
         True,
         description="false: every step runs afresh, reusing no earlier result with its input key",
@@ -58,6 +70,8 @@ class RunSummary(BaseModel):
     status: RunStatus
     error: dict[str, Any] | None
     generation: int = Field(description="dispatch generation: bumped by resume, retry, requeue")
+    priority: int = 5
+    tenant: str = "default"
     resume_count: int = Field(description="deprecated: the same as `generation`")
     idempotency_key: str | None
     created_at: datetime
@@ -101,6 +115,9 @@ class StepOut(BaseModel):
         None,
         description="where its output came from when it did not run: {run_id, key, attempt},"
         " or {revision} for an output a revision replaced",
+    )
+    progress: dict[str, int] | None = Field(
+        None, description="how far it got as it last reported, {done, total} (a render's frames)"
     )
 
     @classmethod

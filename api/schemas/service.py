@@ -116,3 +116,31 @@ class Problem(BaseModel):
     code: str = Field(description="stable machine-readable error code")
     errors: list[dict[str, str]] | None = Field(None, description="one per invalid field")
     run_status: str | None = Field(None, description="the run's state, on 409")
+
+
+class SlotOut(BaseModel):
+    slot: int
+    run_id: uuid.UUID | None = Field(None, description="the run of the step holding it")
+    step: str | None = Field(None, description="the step key holding it")
+    worker: str | None = Field(None, description="the worker process holding it (host/pid)")
+    tenant: str | None = None
+    since: datetime | None = None
+    lease_expires_at: datetime | None = None
+    reserved_for_step: int | None = Field(None, description="granted to this waiting step")
+
+
+class WaitingOut(BaseModel):
+    tenant: str
+    priority: int
+    count: int
+    oldest: datetime | None = None
+
+
+class PoolOut(BaseModel):
+    """A slot pool: its size, who holds each slot, and who waits (by tenant and priority)."""
+
+    name: str
+    size: int
+    held: int
+    slots: list[SlotOut]
+    waiting: list[WaitingOut]

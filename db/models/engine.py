@@ -110,3 +110,77 @@ class InjectedFault(Base):
     )
     step_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class PoolSlot(Base):
+    """One slot of a pool (POOLS=gpu:4: four rows). A step holds one while it runs, as a
+    lease (taken with its claim, renewed with its lease, freed by its end or its expiry);
+    a slot may be reserved for a waiting step it was granted to."""
+
+    __tablename__ = "pool_slots"
+
+    pool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder_step_id: Mapped[int | None] = mapped_column(BigInteger)
+    holder_attempt: Mapped[int | None] = mapped_column(Integer)
+    holder_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    holder_key: Mapped[str | None] = mapped_column(String(200))
+    holder_worker: Mapped[str | None] = mapped_column(String(200))
+    tenant: Mapped[str | None] = mapped_column(String(100))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reserved_for: Mapped[int | None] = mapped_column(BigInteger)
+    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SlotWait(Base):
+    """A step waiting for a slot of its pool, held back in PostgreSQL (its message was
+    taken off the broker): what to publish again once it is granted a slot."""
+
+    __tablename__ = "slot_waits"
+    __table_args__ = (Index("ix_slot_waits_pool", "pool", "priority", "enqueued_at"),)
+
+    step_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("step_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    step_key: Mapped[str] = mapped_column(String(200))
+    pool: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(100))
+    priority: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer)
+    enqueued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    #: The step's message (Celery's signature, chord and all) to publish when granted.
+    signature: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    granted_slot: Mapped[int | None] = mapped_column(Integer)
+    granted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PoolTenant(Base):
+    """When each tenant was last given a slot of a pool: the round-robin's memory."""
+
+    __tablename__ = "pool_tenants"
+
+    pool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_granted: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StepCheckpoint(Base):
+    """A finished piece of a long step (a render's chunk): kept across attempts of the same
+    input key, so a retry after a crash does only the rest."""
+
+    __tablename__ = "step_checkpoints"
+
+    step_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("step_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    piece: Mapped[int] = mapped_column(Integer, primary_key=True)
+    input_key: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    artifact: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

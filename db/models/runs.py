@@ -60,6 +60,10 @@ class WorkflowRun(Base):
     param_digests: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     #: False: the run asked for fresh results (no step reuses one).
     cache: Mapped[bool] = mapped_column(server_default=text("true"))
+    #: Who the run is for, and how urgent (0-9): a pool's free slot goes to the highest
+    #: priority first, then round-robin across tenants, then the oldest.
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("5"))
+    tenant: Mapped[str] = mapped_column(String(100), server_default="default")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -126,6 +130,8 @@ class StepRun(Base):
     reused_from: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     #: Rerun it even if a result with its key exists (a retry was asked for).
     force_rerun: Mapped[bool] = mapped_column(server_default=text("false"))
+    #: How far its running attempt got ({"done": n, "total": m}), as the step reports it.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -25,6 +25,7 @@ from db.repository.outbox import (
     mark_intent,
     postpone_intent,
 )
+from db.repository.pools import pools_view, release_run, sync_slots
 from db.repository.prune import (
     Deletion,
     PrunedRun,
@@ -123,9 +124,11 @@ __all__ = [
     "orphan_pending_runs",
     "pending_deletions",
     "ping",
+    "pools_view",
     "postpone_intent",
     "prune_run",
     "release_advisory_lock",
+    "release_run",
     "renew_budgets",
     "replace_output",
     "require_run",
@@ -140,6 +143,7 @@ __all__ = [
     "step_progress",
     "step_states",
     "supersede_items",
+    "sync_slots",
     "try_advisory_lock",
     "unsettled_runs",
     "workers_with_steps",

@@ -34,6 +34,8 @@ async def create_run(
     actor: str,
     param_digests: dict[str, str] | None = None,
     cache: bool = True,
+    priority: int = 5,
+    tenant: str = "default",
 ) -> tuple[RunRecord, bool]:
     """Insert the run and its known steps; (existing run, False) if the idempotency key
     is taken (the caller compares `request_hash`)."""
@@ -46,6 +48,8 @@ async def create_run(
             params=params,
             param_digests=param_digests or {},
             cache=cache,
+            priority=priority,
+            tenant=tenant,
             status=RunStatus.PENDING.value,
             idempotency_key=idempotency_key,
             request_hash=request_hash,

@@ -12,9 +12,13 @@ from db.models import (
     DispatchIntent,
     EngineCounter,
     InjectedFault,
+    PoolSlot,
+    PoolTenant,
     RunEvent,
     RunRevision,
+    SlotWait,
     StepAttempt,
+    StepCheckpoint,
     StepResult,
     StepRun,
     WorkerHeartbeat,
@@ -33,3 +37,7 @@ faults = cast(Table, InjectedFault.__table__)
 results = cast(Table, StepResult.__table__)
 refs = cast(Table, ArtifactRef.__table__)
 revisions = cast(Table, RunRevision.__table__)
+slots = cast(Table, PoolSlot.__table__)
+waits = cast(Table, SlotWait.__table__)
+pool_tenants = cast(Table, PoolTenant.__table__)
+checkpoints = cast(Table, StepCheckpoint.__table__)

@@ -22,7 +22,7 @@ from reelflow import tracing
 from reelflow.errors import PermanentStepError, StepStopped
 from reelflow.settings import get_settings
 from reelflow.storage import artifact_store
-from steps.engine import bridge, faults, keys
+from steps.engine import bridge, faults, keys, slots
 from steps.engine.context import StepContext
 from steps.engine.lease import Lease, LeaseRenewer
 from steps.engine.monitor import announce
@@ -56,6 +56,9 @@ def run(task: Task[Any, Any], spec: StepSpec, run_id: uuid.UUID, key: str, claim
             scratch=scratch / str(run_id) / f"{key}.{claim.attempt}",
             item_index=index_of_key(key),
             stop_requested=lambda: lease.cancelled or lease.lost,
+            step_id=claim.step_id,
+            input_key=claim.input_key,
+            report=lambda progress: setattr(lease, "progress", progress),
         )
         kwargs = build_kwargs(
             spec, ctx=ctx, params=claim.params, item=claim.item, inputs=claim.inputs
@@ -85,17 +88,23 @@ def run(task: Task[Any, Any], spec: StepSpec, run_id: uuid.UUID, key: str, claim
         "reelflow.complete", attributes=tracing.run_attributes(run_id, key, claim.attempt)
     ) as completing:
         recorded = output.model_dump(mode="json")
+        # What came out, for its dependents' keys: not how this attempt got there (a
+        # model's `unkeyed` fields: frames rendered now, chunks reused from before).
+        unkeyed: frozenset[str] = getattr(type(output), "unkeyed", frozenset())
+        keyed = {k: v for k, v in recorded.items() if k not in unkeyed}
         done = bridge.run_db(
             outcomes.complete,
             step_id=claim.step_id,
             run_id=run_id,
             attempt=claim.attempt,
             output=recorded,
-            output_digest=keys.digest(recorded),
+            output_digest=keys.digest(keyed),
             artifacts=keys.artifact_keys(recorded),
         )
         completing.set_attribute("reelflow.complete.recorded", done.recorded)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    if done.released_pool:
+        _hand_over(done.released_pool)
     if not done.recorded:
         log.warning("step_result_discarded", status=done.status, attempts=done.attempts)
         announce(task, "ignored", reason="superseded_attempt")
@@ -123,7 +132,7 @@ def record_failure(
         traceback="".join(tb.format_exception(exc))[-20000:],
         retrying=retrying,
     )
-    recorded, run_failed = bridge.run_db(
+    recorded, run_failed, released = bridge.run_db(
         outcomes.fail,
         step_id=claim.step_id,
         run_id=run_id,
@@ -131,6 +140,8 @@ def record_failure(
         attempt=claim.attempt,
         failure=failure,
     )
+    if released:
+        _hand_over(released)
     if not recorded:
         log.warning("step_failure_discarded", error_type=failure.error_type)
         announce(task, "ignored", reason="superseded_attempt")
@@ -155,3 +166,12 @@ def record_failure(
         run_failed=run_failed,
     )
     raise exc
+
+
+def _hand_over(pool: str) -> None:
+    """The slot this attempt gave back goes to the next waiting step (best effort: the
+    workers' maintenance hands slots over every second anyway)."""
+    try:
+        slots.hand_over(pool)
+    except Exception as exc:
+        log.warning("slot_hand_over_failed", pool=pool, error=repr(exc))

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from db import outcomes
 from reelflow.errors import StepStopped
 from reelflow.storage import ArtifactMissing, ArtifactStore
+from steps.engine.bridge import run_db
 
 
 class Artifact(BaseModel):
@@ -66,6 +68,20 @@ class StepContext:
     item_index: int | None = None
     #: Set by the lease renewer when the run was cancelled or this attempt lost its lease.
     stop_requested: Callable[[], bool] = lambda: False
+    #: The step's row and the execution's input key (checkpoints are kept per key).
+    step_id: int = 0
+    input_key: str | None = None
+    #: Records how far the step got (the lease renewer writes it to the step's row).
+    report: Callable[[dict[str, int]], None] = lambda progress: None
+
+    def progress(self, done: int, total: int) -> None:
+        """Say how far the step got (`done` of `total`): shown on its row while it runs."""
+        self.report({"done": done, "total": total})
+
+    def checkpoint(self, name: str) -> Checkpoint:
+        """Pieces of this execution (a render's chunks) kept across attempts of the same
+        input key: a retry after a crash keeps the finished ones and does only the rest."""
+        return Checkpoint(self, name)
 
     def check_cancelled(self) -> None:
         """Long steps call this now and then: it raises StepStopped when they should stop."""
@@ -114,3 +130,29 @@ class StepContext:
         if size != artifact.size:
             raise ArtifactMissing(f"{artifact.key} is {size} bytes, not {artifact.size}")
         return path
+
+
+@dataclass
+class Checkpoint:
+    """A step's named set of finished pieces. `done()` are those recorded for this input
+    key (by this attempt or an earlier one); `piece(i, file)` writes one (an artifact, in
+    place once the block succeeds) and records it at once."""
+
+    ctx: StepContext
+    name: str
+
+    def done(self) -> dict[int, Artifact]:
+        if self.ctx.input_key is None:
+            return {}  # keyed by nothing: pieces could be of other inputs
+        found = run_db(outcomes.load_checkpoints, step_id=self.ctx.step_id, name=self.name,
+                       input_key=self.ctx.input_key)  # fmt: skip
+        return {index: Artifact.model_validate(a) for index, a in found.items()}
+
+    @contextmanager
+    def piece(self, index: int, file: str) -> Iterator[Written]:
+        with self.ctx.artifact(f"{self.name}/{index:04d}-{file}") as written:
+            yield written
+        if self.ctx.input_key is not None:
+            run_db(outcomes.record_checkpoint, step_id=self.ctx.step_id, name=self.name,
+                   piece=index, input_key=self.ctx.input_key, attempt=self.ctx.attempt,
+                   artifact=written.artifact.model_dump(mode="json"))  # fmt: skip

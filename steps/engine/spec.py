@@ -55,6 +55,8 @@ class StepSpec:
     #: More that the result depends on, read when a key is made (a data file's digest);
     #: None from it means "not cacheable now" (a live feed).
     key_extra: Callable[[], str | None] | None = None
+    #: The slot pool it holds a slot of while it runs (None: its queue's, if POOLS has one).
+    pool: str | None = None
 
     def version_now(self) -> str | None:
         """The code version with `key_extra`'s part; None when no result can be reused."""
@@ -91,6 +93,7 @@ def read_signature(
     version: str | None = None,
     cache: bool = True,
     key_extra: Callable[[], str | None] | None = None,
+    pool: str | None = None,
 ) -> StepSpec:
     hints = typing.get_type_hints(fn)
     output = hints.get("return")
@@ -127,6 +130,7 @@ def read_signature(
         code_version=code_version(fn, version),
         cache=cache,
         key_extra=key_extra,
+        pool=pool,
     )
 
 

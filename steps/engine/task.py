@@ -23,7 +23,7 @@ from db.claims import ClaimOutcome
 from reelflow import tracing
 from reelflow.celery_app import app
 from reelflow.settings import get_settings
-from steps.engine import bridge
+from steps.engine import bridge, slots
 from steps.engine.attempt import run as run_attempt
 from steps.engine.keys import changed_parts
 from steps.engine.lease import dead_local_owner
@@ -53,13 +53,15 @@ def step(
     version: str | None = None,
     cache: bool = True,
     key_extra: Callable[[], str | None] | None = None,
+    pool: str | None = None,
 ) -> Callable[[F], F]:
     """Register `fn` as durable step `name` (default: the function's name).
 
     `version`: bump it when the result changes for a reason its code does not show (the
     step's module and the modules of its package it imports are hashed already).
     `cache=False`: never reuse a result (a step with side effects). `key_extra`: more key
-    material read when a key is made (None from it: do not reuse now)."""
+    material read when a key is made (None from it: do not reuse now). `pool`: hold a slot
+    of this pool (POOLS) while it runs (default: the pool named like its queue, if any)."""
 
     def register(fn: F) -> F:
         spec = read_signature(
@@ -72,6 +74,7 @@ def step(
             version=version,
             cache=cache,
             key_extra=key_extra,
+            pool=pool,
         )
         STEPS[spec.name] = spec
         options: dict[str, Any] = {
@@ -147,6 +150,7 @@ class StepTask(Task):  # type: ignore[type-arg]
             wants_params=self.spec.params_adapter is not None,
             steal_from=steal_from,
             code_version=self.spec.version_now(),
+            pool=slots.pool_of(self.spec),
         )
 
     def _log_miss(self, claim: claims.Claim) -> None:
@@ -203,6 +207,16 @@ class StepTask(Task):  # type: ignore[type-arg]
                          input_key=claim.input_key, run_finished=claim.run_finished)  # fmt: skip
                 announce(self, "reused", reused_from=claim.reused_from)
                 return
+            if claim.outcome is ClaimOutcome.NO_SLOT:
+                # Its pool has no slot for it now: wait in PostgreSQL, not on this worker.
+                pool = slots.pool_of(self.spec)
+                assert pool is not None
+                slots.wait_for_slot(
+                    self, pool, step_id=claim.step_id, run_id=run_id, key=key,
+                    tenant=claim.tenant, priority=claim.priority, generation=generation,
+                )  # fmt: skip
+                announce(self, "ignored", reason="waiting_for_slot")
+                raise Ignore()
             if claim.outcome is ClaimOutcome.AWAITING:
                 # The same key is being computed elsewhere: look again shortly, then reuse.
                 log.info("step_awaiting_same_key", input_key=claim.input_key)

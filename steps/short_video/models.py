@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -127,6 +127,10 @@ class VoiceOut(BaseModel):
 
 
 class Segment(BaseModel):
+    #: How this attempt got there, not what came out: left out of the output's digest (a
+    #: segment recovered from checkpoints is the same segment).
+    unkeyed: ClassVar[frozenset[str]] = frozenset({"frames_rendered", "chunks_kept"})
+
     index: int
     frames: int
     fps: int
@@ -134,6 +138,10 @@ class Segment(BaseModel):
     height: int
     backend: str
     video: Artifact
+    #: Frames this attempt encoded (the rest came from an earlier attempt's checkpoints).
+    frames_rendered: int = 0
+    chunks: int = 1
+    chunks_kept: int = 0
 
 
 class VideoOut(BaseModel):

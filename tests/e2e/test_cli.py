@@ -183,3 +183,26 @@ def test_run_wait_prints_the_id_first_then_progress_in_workflow_order(
     assert (
         "UTC" in cli(env, "runs").stdout or "+" in cli(env, "runs").stdout
     )  # times say their zone
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"POOLS": "gpu:two"}, "POOLS"),
+        ({"POOLS": "gpu:2,gpu:3"}, "declared twice"),
+        ({"POOLS": "gpu:2", "STEP_POOLS": "render_scene=farm"}, "pool 'farm'"),
+        ({"POOLS": "gpu:2", "STEP_POOLS": "no_such_step=gpu"}, "no_such_step"),
+    ],
+)
+def test_a_pool_the_settings_do_not_declare_refuses_to_start(
+    env: dict[str, str], command: str, settings: dict[str, str], message: str
+) -> None:
+    done = subprocess.run(
+        [*REELFLOW, command, *(["--port", "0"] if command == "api" else ["--concurrency", "1"])],
+        env={**os.environ, **env, **settings}, cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert message in last and "Traceback" not in done.stderr, done.stderr[-2000:]

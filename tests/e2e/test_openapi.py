@@ -25,7 +25,7 @@ def test_operation_ids_are_names_a_generated_client_can_use(doc: dict[str, Any])
         "retry_step", "cancel_run", "get_artifact", "run_events", "list_workflows",
         "livez", "readyz", "health", "metrics", "prune_runs",
         "list_run_attempts", "list_run_history", "list_workers", "list_states",
-        "revise_run", "list_revisions",
+        "revise_run", "list_revisions", "list_pools",
     }  # fmt: skip
 
 

@@ -40,11 +40,22 @@ async def check_capacity(conn: AsyncConnection, *, idempotency_key: str | None) 
 
 
 def request_hash(
-    workflow: str, params: Mapping[str, Any], faults: Mapping[str, int], *, cache: bool = True
+    workflow: str,
+    params: Mapping[str, Any],
+    faults: Mapping[str, int],
+    *,
+    cache: bool = True,
+    priority: int = 5,
+    tenant: str = "default",
 ) -> str:
     request: dict[str, Any] = {"workflow": workflow, "params": params, "faults": faults}
-    if not cache:  # only when asked: the hashes of earlier requests stay what they were
+    # Only what differs from the defaults: the hashes of earlier requests stay what they were.
+    if not cache:
         request["cache"] = False
+    if priority != 5:
+        request["priority"] = priority
+    if tenant != "default":
+        request["tenant"] = tenant
     body = json.dumps(request, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 

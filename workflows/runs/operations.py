@@ -10,9 +10,10 @@ of ten concurrent resumes one dispatches, the rest find the run pending and get 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from pydantic import BaseModel
@@ -41,10 +42,12 @@ from reelflow.errors import (
     StepNotFound,
     UnknownWorkflow,
 )
+from steps.engine import slots
 from steps.engine.spec import step_of_key
 from workflows.definition.canvas import expander_key, task_id
 from workflows.definition.registry import get_workflow
 from workflows.runs import admission, dispatch, relay
+from workflows.runs.plans import Plan, plan
 
 log = structlog.get_logger("reelflow.operations")
 
@@ -52,15 +55,6 @@ log = structlog.get_logger("reelflow.operations")
 class StartResult(BaseModel):
     run: RunRecord
     created: bool
-
-
-class Plan(BaseModel):
-    """What a resume or retry would do, without doing it."""
-
-    run_id: uuid.UUID
-    operation: Literal["resume", "retry"]
-    run: list[str]
-    skip: dict[str, str]
 
 
 async def start_run(
@@ -71,6 +65,8 @@ async def start_run(
     faults: Mapping[str, int] | None = None,
     actor: str = "api",
     cache: bool = True,
+    priority: int = 5,
+    tenant: str = "default",
 ) -> StartResult:
     """Accept a run: the run, its steps and its dispatch intent commit together."""
     admission.check_size(params)
@@ -79,7 +75,8 @@ async def start_run(
     wanted = admission.check_faults(faults)
     # A fault must meet an execution: a run with faults (a test) reuses no result.
     cache = cache and not wanted
-    digest = admission.request_hash(workflow.name, clean, wanted, cache=cache)
+    digest = admission.request_hash(workflow.name, clean, wanted, cache=cache,
+                                    priority=priority, tenant=tenant)  # fmt: skip
     async with get_engine().begin() as conn:
         await admission.check_capacity(conn, idempotency_key=idempotency_key)
         run, created = await repo.create_run(
@@ -94,6 +91,8 @@ async def start_run(
             actor=actor,
             param_digests=workflow.param_digests(clean),
             cache=cache,
+            priority=priority,
+            tenant=tenant,
         )
         if not created:
             if run.request_hash is not None and run.request_hash != digest:
@@ -122,7 +121,7 @@ async def resume_run(
     async with get_engine().begin() as conn:
         run, rows = await load_idle(conn, run_id, allowed=RUN_RESUMABLE, verb="resume")
         if dry_run:
-            return await _plan(conn, run, "resume")
+            return await plan(conn, run, "resume")
         await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
         workflow = get_workflow(run.workflow)
         reset = [r.key for r in rows if r.status in STEP_RESUMABLE]
@@ -153,7 +152,7 @@ async def retry_step(
         below = workflow.downstream(name)
         remap = {m for m, node in workflow.mapped_steps.items() if node.source in below | {name}}
         if dry_run:
-            return await _plan(conn, run, "retry", forced={key}, names=below, remap=remap)
+            return await plan(conn, run, "retry", forced={key}, names=below, remap=remap)
         await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
         # As a resume would, every failed or cancelled step runs again, except the items of
         # the maps that expand again (they are superseded instead).
@@ -207,11 +206,24 @@ async def cancel_run(run_id: uuid.UUID, *, actor: str = "api") -> RunRecord:
             conn, run_id=run_id, kind="cancelled", actor=actor,
             detail={"steps": [r.key for r in live]},
         )  # fmt: skip
+    freed = await _release_slots(run_id)
+    await asyncio.to_thread(slots.hand_over_each, freed)  # ... to the steps waiting
     try:  # best effort: claims refuse a cancelled run's steps anyway
         await relay.off_loop(lambda: app.control.revoke(sorted(revoke), terminate=True))
     except Exception as exc:
         log.warning("revoke_failed", run_id=str(run_id), error=repr(exc))
     return await get_run(run_id)
+
+
+async def _release_slots(run_id: uuid.UUID) -> list[str]:
+    """The cancelled run's slots go back at once (tidying does it within seconds if this
+    fails: its steps no longer run)."""
+    try:
+        async with get_engine().begin() as conn:
+            return await repo.release_run(conn, run_id=run_id)
+    except Exception as exc:
+        log.warning("slot_release_failed", run_id=str(run_id), error=repr(exc))
+        return []
 
 
 async def get_run(run_id: uuid.UUID) -> RunRecord:
@@ -241,40 +253,6 @@ async def load_idle(
             status=run.status,
         )
     return run, rows
-
-
-async def _plan(
-    conn: AsyncConnection,
-    run: RunRecord,
-    operation: Literal["resume", "retry"],
-    *,
-    forced: set[str] | None = None,
-    names: set[str] | None = None,
-    remap: set[str] | None = None,
-) -> Plan:
-    forced, names, remap = forced or set(), names or set(), remap or set()
-    workflow = get_workflow(run.workflow)
-    order = {name: i for i, name in enumerate(workflow.step_names)}
-    rows = sorted(  # in workflow order, a map's items by index: how an operator reads it
-        await repo.get_steps(conn, run_id=run.id),
-        key=lambda r: (order.get(r.step, len(order)), r.item_index or 0),
-    )
-    will, skip = [], {}
-    for r in rows:
-        if r.status is StepStatus.SUPERSEDED:
-            continue
-        if r.step in remap:
-            continue  # listed once below, as the map expanding again
-        if r.key in forced or r.step in names or r.status is not StepStatus.SUCCEEDED:
-            will.append(r.key)
-        else:
-            skip[r.key] = "succeeded: its recorded output is reused"
-    expanded = set(run.maps) - remap
-    maps = [m for m in workflow.mapped_steps if m not in expanded]  # items not known yet
-    for m in sorted(maps, key=lambda m: order[m], reverse=True):
-        later = [i for i, key in enumerate(will) if order.get(key.split("[")[0], 0) > order[m]]
-        will.insert(later[0] if later else len(will), f"{m}[*]")
-    return Plan(run_id=run.id, operation=operation, run=will, skip=skip)
 
 
 def _maps_of(run: RunRecord) -> list[str]:

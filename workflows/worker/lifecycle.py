@@ -30,14 +30,15 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from db import repository as repo
 from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import broker, tracing
-from reelflow.errors import ConfigError
+from reelflow.errors import ConfigError, SchemaBehind
 from reelflow.logs import configure_logging
 from reelflow.settings import get_settings
 from reelflow.storage import sweep_scratch
-from steps.engine import bridge
+from steps.engine import bridge, slots
 from steps.engine.bridge import WorkerIdentity
 from steps.engine.lease import LeaseRenewer
 from steps.engine.spec import STEP_TASK_PREFIX
@@ -59,9 +60,20 @@ def _on_setup_logging(**_: Any) -> None:
 
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    """Checks, then the worker's first heartbeat. A check that fails stops the process:
+    Celery only logs what a signal handler raises, and would start the worker anyway."""
+    try:
+        _start(sender)
+    except (ConfigError, SchemaBehind) as exc:
+        raise SystemExit(f"reelflow worker: {exc}") from None
+
+
+def _start(sender: Any) -> None:
     settings = get_settings()
     configure_logging(settings)
     bridge.run(_check_schema())  # refuse to start on a database behind head
+    slots.check_pools(list(STEPS.values()))  # a step's pool must be declared
+    bridge.run(_sync_slots(settings.pool_sizes()))
     if settings.broker_kind == "redis":
         _check_visibility_timeout(settings.visibility_timeout_seconds)
     else:
@@ -78,6 +90,14 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or "worker"
     bridge.run(beat(hostname, _queues(sender)))
     bridge.run(dispose_engine())  # the parent keeps no connection its pool inherits
+
+
+async def _sync_slots(sizes: dict[str, int]) -> None:
+    try:
+        async with get_engine().begin() as conn:
+            await repo.sync_slots(conn, sizes=sizes)
+    finally:
+        await dispose_engine()
 
 
 async def _check_schema() -> None:

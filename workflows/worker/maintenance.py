@@ -13,11 +13,12 @@ import time
 
 import structlog
 
+from db import pools
 from db import repository as repo
 from db.engine import get_engine
 from reelflow import messages
 from reelflow.settings import get_settings
-from steps.engine import bridge
+from steps.engine import bridge, slots
 from steps.engine.bridge import WorkerIdentity
 from workflows.recovery.reconciler import reconcile_once
 from workflows.runs import relay
@@ -58,11 +59,13 @@ class Maintenance(threading.Thread):
 
     def run(self) -> None:
         settings = get_settings()
-        due = {"beat": 0.0, "relay": 0.0, "reconcile": 0.0}
+        due = {"beat": 0.0, "relay": 0.0, "reconcile": 0.0, "slots": 0.0, "tidy": 0.0}
         every = {
             "beat": settings.worker_heartbeat_seconds,
             "relay": 1.0,
             "reconcile": settings.reconcile_interval_seconds,
+            "slots": 1.0,
+            "tidy": 5.0,
         }
         while not self.stopping.wait(0.2):
             now = time.monotonic()
@@ -82,6 +85,13 @@ class Maintenance(threading.Thread):
             tally = bridge.run(relay.publish_due())
             if tally:
                 log.info("intents_relayed", **tally)
+        elif job == "slots":
+            # Slots that came free without a hand-over (an expired lease, a lost publish).
+            if get_settings().pool_sizes():
+                slots.hand_over(older_than_s=2.0)
+        elif job == "tidy":
+            if names := list(get_settings().pool_sizes()):
+                bridge.run_db(pools.tidy, pools=names)
         else:
             report = bridge.run(reconcile_once())
             if report.requeued or report.failed or report.settled:

@@ -1,0 +1,76 @@
+"""Slot pools, outside the hot path: making the slots POOLS declares, freeing a cancelled
+run's, and what `GET /pools` and the metrics show."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.pools import POOL_LOCK
+from db.repository.tables import slots, waits
+
+_FREE = {
+    "holder_step_id": None, "holder_attempt": None, "holder_run_id": None, "holder_key": None,
+    "holder_worker": None, "tenant": None, "since": None, "lease_expires_at": None,
+}  # fmt: skip
+
+
+async def sync_slots(conn: AsyncConnection, *, sizes: dict[str, int]) -> None:
+    """One row per slot of every declared pool; slots of a smaller or undeclared pool go
+    (a step holding one finishes, and gives back nothing)."""
+    for pool, size in sizes.items():
+        rows = [{"pool": pool, "slot": n} for n in range(size)]
+        await conn.execute(pg_insert(slots).values(rows).on_conflict_do_nothing())
+        await conn.execute(delete(slots).where(slots.c.pool == pool, slots.c.slot >= size))
+    await conn.execute(delete(slots).where(slots.c.pool.not_in(list(sizes) or [""])))
+
+
+async def release_run(conn: AsyncConnection, *, run_id: uuid.UUID) -> list[str]:
+    """A cancelled run's slots go back and its waiting steps stop waiting; returns the
+    pools that have slots to hand over now. Run in a transaction of its own, after the
+    cancel's: under the pools' locks (as a grant is), slots before waits (as a claim
+    takes them), so it never deadlocks with either."""
+    touched = (
+        select(slots.c.pool)
+        .where(slots.c.holder_run_id == run_id)
+        .union(select(waits.c.pool).where(waits.c.run_id == run_id))
+    )  # a cancelled run takes no new slot: these are all it can have
+    for pool in sorted(await conn.scalars(touched)):
+        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(POOL_LOCK + pool))))
+    freed = await conn.execute(
+        update(slots).where(slots.c.holder_run_id == run_id).values(**_FREE).returning(slots.c.pool)
+    )
+    released = {r.pool for r in freed}
+    await conn.execute(
+        update(slots)
+        .where(slots.c.reserved_for.in_(select(waits.c.step_id).where(waits.c.run_id == run_id)))
+        .values(reserved_for=None, reserved_until=None)
+    )
+    gone = await conn.execute(delete(waits).where(waits.c.run_id == run_id).returning(waits.c.pool))
+    return sorted(released | {r.pool for r in gone})
+
+
+async def pools_view(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+    """Each pool: its slots (who holds each, since when) and who waits (by tenant and
+    priority)."""
+    view: dict[str, dict[str, Any]] = {}
+    for row in await conn.execute(select(slots).order_by(slots.c.pool, slots.c.slot)):
+        pool = view.setdefault(row.pool, {"slots": [], "waiting": []})
+        pool["slots"].append(dict(row._mapping))
+    waiting = await conn.execute(
+        select(waits.c.pool, waits.c.tenant, waits.c.priority, func.count(),
+               func.min(waits.c.enqueued_at))
+        .where(waits.c.granted_at.is_(None))
+        .group_by(waits.c.pool, waits.c.tenant, waits.c.priority)
+        .order_by(waits.c.pool, waits.c.priority.desc(), waits.c.tenant)
+    )  # fmt: skip
+    for pool_name, tenant, priority, count, oldest in waiting:
+        pool = view.setdefault(pool_name, {"slots": [], "waiting": []})
+        pool["waiting"].append(
+            {"tenant": tenant, "priority": priority, "count": int(count), "oldest": oldest}
+        )
+    return view

@@ -1,0 +1,112 @@
+"""Slot pools at run time: which pool a step uses, waiting for a slot, handing slots over.
+
+A step uses a pool when POOLS declares one named like its queue (`gpu:4`: the gpu steps)
+or one it names itself (`@step(pool=...)`). With no slot for it, its delivery parks in
+PostgreSQL (`db.pools.park`, with the message to publish again) and is acknowledged: no
+worker sits on a message it cannot run. Each time slots may have come free, `hand_over`
+grants them by priority, tenant and age, and publishes the granted steps' messages; a
+grant whose publish is lost is published again by the workers' maintenance.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.canvas import maybe_signature
+
+from db import pools
+from reelflow.celery_app import app
+from reelflow.errors import ConfigError
+from reelflow.settings import get_settings
+from steps.engine import bridge
+from steps.engine.spec import StepSpec
+
+log = structlog.get_logger("reelflow.slots")
+
+#: How long a slot stays reserved for the step it was granted to (its message on the way).
+RESERVE_S = 30.0
+
+
+def pool_of(spec: StepSpec) -> str | None:
+    """The pool a step uses under the current settings, if any: STEP_POOLS's choice, else
+    the one the step names, else the one named like its queue."""
+    settings = get_settings()
+    chosen = settings.pools_of_steps().get(spec.name) or spec.pool
+    if chosen is not None:
+        return chosen
+    return spec.queue if spec.queue in settings.pool_sizes() else None
+
+
+def check_pools(specs: list[StepSpec]) -> None:
+    """Refuse to start when a step, or STEP_POOLS, names a pool POOLS does not declare (or
+    STEP_POOLS names a step that does not exist)."""
+    settings = get_settings()
+    declared = settings.pool_sizes()
+    known = ", ".join(sorted(declared)) or "none"
+    names = {spec.name for spec in specs}
+    for step, pool in settings.pools_of_steps().items():
+        if step not in names:
+            raise ConfigError(f"STEP_POOLS names step {step!r}, which no workflow has")
+        if pool not in declared:
+            raise ConfigError(
+                f"STEP_POOLS puts {step} in pool {pool!r}, which POOLS does not declare"
+                f" (declared: {known}); add it, e.g. POOLS={pool}:1"
+            )
+    for spec in specs:
+        chosen = spec.name in settings.pools_of_steps()
+        if not chosen and spec.pool is not None and spec.pool not in declared:
+            raise ConfigError(
+                f"step {spec.name} uses pool {spec.pool!r}, which POOLS does not declare"
+                f" (declared: {known}); add it, e.g. POOLS={spec.pool}:1"
+            )
+
+
+def wait_for_slot(task: Task[Any, Any], pool: str, *, step_id: int, run_id: Any, key: str,
+                  tenant: str, priority: int, generation: int) -> None:  # fmt: skip
+    """Park this delivery in PostgreSQL until the pool grants it a slot, then let a grant
+    happen now (a slot may be free with others ahead of it)."""
+    request = task.request
+    signature = dict(task.signature_from_request(request))
+    options = dict(signature.get("options") or {})
+    options.pop("redelivered", None)
+    signature["options"] = options
+    bridge.run_db(
+        pools.park, step_id=step_id, run_id=run_id, key=key, pool=pool, tenant=tenant,
+        priority=priority, generation=generation, signature=json.loads(json.dumps(signature)),
+    )  # fmt: skip
+    log.info("step_waiting_for_slot", pool=pool, tenant=tenant, priority=priority)
+    hand_over(pool)
+
+
+def hand_over(pool: str | None = None, *, older_than_s: float = 0.0) -> int:
+    """Grant the free slots of `pool` (every declared pool: None) and publish the granted
+    steps' messages; returns how many messages went out."""
+    names = [pool] if pool else list(get_settings().pool_sizes())
+    for name in names:
+        bridge.run_db(pools.grant, pool=name, reserve_s=RESERVE_S)
+    sent = 0
+    for name in names:
+        for grant in bridge.run_db(pools.unsent, pool=name, older_than_s=older_than_s):
+            try:
+                sig = maybe_signature(grant.signature, app=app)
+                assert sig is not None
+                sig.apply_async()
+            except Exception as exc:  # the broker is away: maintenance publishes it later
+                log.warning("slot_grant_not_published", pool=name, error=repr(exc))
+                break
+            bridge.run_db(pools.mark_sent, step_ids=[grant.step_id])
+            sent += 1
+    return sent
+
+
+def hand_over_each(names: list[str]) -> None:
+    """`hand_over` for each pool named, a failure only logged: the workers' maintenance
+    hands over what this could not."""
+    for name in names:
+        try:
+            hand_over(name)
+        except Exception as exc:
+            log.warning("slot_hand_over_failed", pool=name, error=repr(exc))
