@@ -67,9 +67,14 @@ WITH done AS (
     INSERT INTO artifact_refs (artifact_key, run_id)
     SELECT a.key, $2 FROM done, jsonb_array_elements_text($6::jsonb) AS a(key)
     ON CONFLICT DO NOTHING
+), pieces AS (
+    -- its checkpoints served their purpose: the finished result replaces them
+    DELETE FROM step_checkpoints WHERE step_id = $1 AND EXISTS (SELECT 1 FROM done)
+    RETURNING name
 ), {_RELEASE.format(guard="done")}
 SELECT (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM fin) AS finished,
-       (SELECT pool FROM released) AS pool
+       (SELECT pool FROM released) AS pool,
+       (SELECT coalesce(array_agg(DISTINCT name), '{{}}') FROM pieces) AS checkpoints
 """
 
 _STEP_STATE = "SELECT status, attempts FROM step_runs WHERE id = $1"
@@ -139,6 +144,8 @@ class Completion:
     status: StepStatus | None
     attempts: int | None
     released_pool: str | None = None  # the pool whose slot it gave back
+    #: Checkpoints the step no longer needs (their rows are gone; their files go next).
+    checkpoints: tuple[str, ...] = ()
 
 
 async def complete(
@@ -160,7 +167,8 @@ async def complete(
     )  # fmt: skip
     assert row is not None
     if row["done"]:
-        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt, row["pool"])
+        return Completion(True, bool(row["finished"]), StepStatus.SUCCEEDED, attempt, row["pool"],
+                          tuple(row["checkpoints"]))  # fmt: skip
     # Not recorded: superseded by a later attempt, or cancelled. Say what happened instead.
     now = await conn.fetchrow(_STEP_STATE, step_id)
     return Completion(

@@ -105,6 +105,11 @@ def run(task: Task[Any, Any], spec: StepSpec, run_id: uuid.UUID, key: str, claim
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
     if done.released_pool:
         _hand_over(done.released_pool)
+    for name in done.checkpoints:  # the pieces the result was made of (best effort:
+        try:  # pruning the run deletes whatever is left)
+            artifact_store().delete_prefix(f"{run_id}/{key}/{name}/")
+        except Exception as exc:
+            log.warning("checkpoint_files_not_deleted", name=name, error=repr(exc))
     if not done.recorded:
         log.warning("step_result_discarded", status=done.status, attempts=done.attempts)
         announce(task, "ignored", reason="superseded_attempt")

@@ -135,8 +135,9 @@ class StepContext:
 @dataclass
 class Checkpoint:
     """A step's named set of finished pieces. `done()` are those recorded for this input
-    key (by this attempt or an earlier one); `piece(i, file)` writes one (an artifact, in
-    place once the block succeeds) and records it at once."""
+    key (by this attempt or an earlier one); `piece(i, file)` writes one (an artifact
+    under `<name>/`, in place once the block succeeds) and records it at once. Once the
+    step succeeds its pieces are deleted, rows and files: the result replaces them."""
 
     ctx: StepContext
     name: str

@@ -29,6 +29,12 @@ SHOTS = ROOT / "docs" / "screenshots"
 TOKEN = "ui-test-token"
 
 
+@pytest.fixture(scope="module")
+def env(env: dict[str, str]) -> dict[str, str]:
+    """The module's stack with a pool of one gpu slot, for the workers page to show."""
+    return {**env, "POOLS": "gpu:1"}
+
+
 def shoot(page: Any, name: str) -> None:
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -236,6 +242,11 @@ def test_start_form_shows_the_apis_validation_and_workers_page(api: ApiProcess, 
     page.get_by_role("link", name="Workers").click()
     expect(page.get_by_role("heading", name="Online (1)")).to_be_visible()
     expect(page.locator("main")).to_contain_text("default, gpu")
+    expect(page.get_by_role("heading", name="Pools")).to_be_visible()
+    pool = page.locator('section[data-pool="gpu"]')
+    expect(pool.get_by_role("heading")).to_have_text("gpu: 0 of 1 slots held")
+    expect(pool).to_contain_text("free")
+    expect(pool).to_contain_text("Nothing waits.")
     shoot(page, "workers")
 
 
