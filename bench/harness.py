@@ -126,6 +126,12 @@ async def finished(run_id: uuid.UUID, *, poll: float = 0.02, timeout: float = 30
 
 
 @contextmanager
+def worker_on(tmp: Path, *, include: str | None, concurrency: int, queues: str) -> Iterator[None]:
+    """A prefork worker on `queues` for the block (the servers must be up)."""
+    yield from _with_worker(tmp, include, concurrency, queues)
+
+
+@contextmanager
 def profiled_worker(tmp: Path, profile_to: Path, include: str | None = None) -> Iterator[None]:
     """A solo worker under cProfile (the servers must be up): its stats land in
     `profile_to` when the block ends and the worker shuts down warm."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from steps import StepContext, step
 from workflows.definition.registry import register
-from workflows.definition.spec import chain, map
+from workflows.definition.spec import chain, chord, map
 from workflows.definition.workflow import Workflow
 
 
@@ -47,11 +47,16 @@ def render(ctx: StepContext, params: PoolBenchParams, item: int) -> Rendered:
     return Rendered(index=item)
 
 
+@step(cache=False)
+def collected(render: list[Rendered]) -> Backlog:
+    return Backlog(items=[r.index for r in render])
+
+
 register(
     Workflow(
         name="pool_bench",
         version=1,
-        canvas=chain(backlog, map(render, over="backlog.items")),
+        canvas=chain(backlog, chord([map(render, over="backlog.items")], collected)),
         params_model=PoolBenchParams,
         description="a backlog of synthetic gpu renders (bench/pools.py)",
     )

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import _with_worker, bench_servers, finished
+from bench.harness import bench_servers, finished, worker_on
 
 SLOTS = 2
 
@@ -71,7 +71,9 @@ def _mode(tmp: Path, name: str, *, pools: str, workers: int, args: Any) -> dict[
         for i in range(workers):
             folder = tmp / f"{name}{i}"
             folder.mkdir()
-            stack.enter_context(_with_worker(folder, "bench.pool_tasks", 2, "default,gpu"))
+            stack.enter_context(
+                worker_on(folder, include="bench.pool_tasks", concurrency=2, queues="default,gpu")
+            )
         params = {"renders": args.renders, "render_ms": args.render_ms, "nonce": name}
         run = bridge.run(start_run("pool_bench", params, actor="bench")).run
         bridge.run(finished(run.id, timeout=args.renders * args.render_ms / 1000 + 300))

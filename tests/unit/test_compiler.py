@@ -122,3 +122,15 @@ def test_downstream_of_map_and_join(key: str) -> None:
     wf = get_workflow("probe")
     step = key.split("[")[0]
     assert wf.downstream(step) == ({"d", "e"} if step == "c" else {"e"})
+
+
+def test_a_map_no_step_reads_is_refused_at_definition() -> None:
+    """Its items exist only once it expands: nothing waiting for them, the run would count
+    as succeeded as soon as the map's source did."""
+    from steps.probe import ProbeParams, a, b, c
+    from workflows.definition.spec import chain, map
+    from workflows.definition.workflow import Workflow
+
+    with pytest.raises(ValueError, match="nothing reads the results of map c"):
+        Workflow(name="dangling", version=1, params_model=ProbeParams,
+                 canvas=chain(a, b, map(c, over="b.items")))  # fmt: skip

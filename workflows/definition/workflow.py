@@ -40,9 +40,19 @@ class Workflow:
                     f"workflow {self.name}: step {name} reads {sorted(missing)}, "
                     "which do not run before it"
                 )
+        mapped = {n.step for n in walk(self.canvas) if isinstance(n, Map)}
         for node in walk(self.canvas):
             if isinstance(node, Map) and node.source not in self.upstream[node.step]:
                 raise ValueError(f"workflow {self.name}: map source {node.source} runs too late")
+            if isinstance(node, Map) and not any(
+                node.step in STEPS[n].dep_names for n in self.step_names if n not in mapped
+            ):
+                # Its items exist only once it expands: with no step waiting for them, the
+                # run would count as finished (succeeded) as soon as the source did.
+                raise ValueError(
+                    f"workflow {self.name}: nothing reads the results of map {node.step}; make"
+                    f" it a chord header whose body reads them: chord([map(...)], body)"
+                )
 
     @property
     def step_names(self) -> list[str]:
