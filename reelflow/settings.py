@@ -12,9 +12,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from reelflow.errors import ConfigError, field_errors, summarise
+from reelflow.media_settings import MediaSettings
 from reelflow.setting_values import (
     AMQP_SCHEMES,
     REDIS_SCHEMES,
@@ -27,7 +28,9 @@ from reelflow.setting_values import (
 __all__ = ["Settings", "async_database_url", "get_settings", "load_settings"]
 
 
-class Settings(BaseSettings):
+class Settings(MediaSettings):
+    """Every setting: the service's here, the video's in `MediaSettings`."""
+
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     database_url: str | None = Field(None, description="PostgreSQL URL; unset: embedded server")
@@ -144,17 +147,11 @@ class Settings(BaseSettings):
     dispatch_timeout_seconds: float = Field(
         3.0, gt=0, le=60, description="How long the API waits for the broker"
     )
-    x264_preset: Literal[
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
-    ] = Field("superfast", description="libx264 speed/size trade-off for scene segments")
-    x264_threads: int = Field(1, ge=0, le=64, description="encoder threads per scene (0: auto)")
+
     workflow_modules: str = Field(
         "",
         description="Modules that register more workflows (comma-separated, importable by "
         "the API and the workers)",
-    )
-    trends_source: str = Field(
-        "builtin", description="builtin, a path to a JSON/CSV file, or an http(s) CSV URL"
     )
 
     @field_validator("database_url")

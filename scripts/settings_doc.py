@@ -14,6 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from reelflow.media_settings import MediaSettings
 from reelflow.settings import Settings
 
 #: Read by compose.yaml and docker/entrypoint.sh, not by reelflow itself.
@@ -43,7 +44,8 @@ def _default(value: Any) -> str:
 
 def rows() -> list[tuple[str, str, str]]:
     out = []
-    for name, field in Settings.model_fields.items():
+    fields = Settings.model_fields.items()  # the service's settings first, then the video's
+    for name, field in sorted(fields, key=lambda item: item[0] in MediaSettings.model_fields):
         out.append((name.upper(), _default(field.default), field.description or ""))
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,7 +20,14 @@ class ShortVideoParams(BaseModel):
     height: int = Field(1280, ge=144, le=3840, multiple_of=2)
     fps: int = Field(30, ge=10, le=60)
     voice: bool = Field(True, description="narrate (espeak-ng when installed); else music bed")
+    images: list[uuid.UUID] = Field(
+        [], max_length=16, description="uploaded images (POST /assets ids): scene backgrounds"
+    )
+    music: uuid.UUID | None = Field(None, description="an uploaded audio file: the music bed")
     max_attempts: int | None = Field(None, ge=1, le=20, description="retry budget of every step")
+
+    #: Params naming uploaded assets: each id must name an asset when the run is started.
+    asset_fields: ClassVar[tuple[str, ...]] = ("images", "music")
 
     @model_validator(mode="after")
     def _one_choice(self) -> ShortVideoParams:
