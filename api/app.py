@@ -21,10 +21,11 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from api import problems, security, ui
+from api import problems, security, ui, uploads
 from api.routes import (
     admin,
     artifacts,
+    assets,
     health,
     history,
     pools,
@@ -69,10 +70,12 @@ def all_workflows_steps() -> list[Any]:
 
 class BodyLimit:
     """Refuse bodies over `limit` bytes with 413, whether or not Content-Length says so:
-    a body without one (chunked) is read up to the limit before the app sees it."""
+    a body without one (chunked) is read up to the limit before the app sees it. The
+    `streamed` routes (POST path -> their own limit) read their bodies as they stream and
+    enforce that limit themselves: only a Content-Length over it is refused here."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, streamed: dict[str, int] | None = None) -> None:
+        self.app, self.limit, self.streamed = app, limit, streamed or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,9 +83,11 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                await self._refuse(scope, receive, send)
+        own = self.streamed.get(scope["path"]) if scope["method"] == "POST" else None
+        if length is not None or own is not None:
+            limit = own or self.limit
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -96,7 +101,7 @@ class BodyLimit:
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
             if size > self.limit:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, self.limit)
                 return
         replay = iter(messages)
 
@@ -105,12 +110,9 @@ class BodyLimit:
 
         await self.app(scope, replayed, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problems.problem(
-            413,
-            "Request body too large",
-            f"bodies are limited to {self.limit} bytes",
-            code="too_large",
+            413, "Request body too large", f"bodies are limited to {limit} bytes", code="too_large"
         )
         await response(scope, receive, send)
 
@@ -220,7 +222,8 @@ def create_app() -> FastAPI:
 
     # HTTP request counts and latencies by route template (bounded labels), on /metrics.
     Instrumentator(excluded_handlers=["/metrics", "/livez"]).instrument(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    streamed = {"/assets": settings.asset_max_bytes + uploads.SLACK}  # enforced as it streams
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, streamed=streamed)
     app.add_middleware(security.BrowserGuard, settings=settings)
     if settings.cors_origins.strip():  # closed unless configured
         app.add_middleware(
@@ -244,8 +247,8 @@ def create_app() -> FastAPI:
     )
     if _request_id not in logs.ENRICHERS:
         logs.ENRICHERS.append(_request_id)
-    routers = (runs, steps, history, revisions, artifacts, workflows, workers, pools, health,
-               admin)  # fmt: skip
+    routers = (runs, steps, history, revisions, artifacts, assets, workflows, workers, pools,
+               health, admin)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     ui.install(app)

@@ -18,6 +18,8 @@ from db.errors import is_unavailable as database_away
 from reelflow import broker
 from reelflow.errors import (
     ArtifactNotFound,
+    AssetNotFound,
+    AssetTooLarge,
     DispatchFailed,
     InvalidParams,
     Overloaded,
@@ -28,6 +30,7 @@ from reelflow.errors import (
     SchemaBehind,
     StepNotFound,
     UnknownWorkflow,
+    UnsupportedMediaType,
     field_errors,
     summarise,
 )
@@ -54,6 +57,9 @@ GUARDED = documented(401, 403, 415, 429)
 STATUS: dict[type[ReelflowError], int] = {
     RunNotFound: 404,
     ArtifactNotFound: 404,
+    AssetNotFound: 404,
+    UnsupportedMediaType: 415,
+    AssetTooLarge: 413,
     StepNotFound: 404,
     UnknownWorkflow: 422,
     InvalidParams: 422,

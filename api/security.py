@@ -7,7 +7,8 @@
   refused when the browser says it comes from another site (`Origin`, `Sec-Fetch-Site`),
   and it must carry a JSON content type or an `X-Requested-With` header, which no HTML
   form or "simple" cross-origin request can send. This holds with and without API_TOKEN.
-  CORS stays closed unless CORS_ORIGINS names other origins.
+  An upload (multipart to `UPLOAD_PATHS`) may carry an `Authorization` header instead,
+  which no form can send either. CORS stays closed unless CORS_ORIGINS names other origins.
 - *Headers*: every answer says `nosniff` and a referrer policy; the UI's pages come with a
   strict Content-Security-Policy (self only, no inline script).
 """
@@ -28,6 +29,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Probes answer whatever Host a load balancer or an orchestrator sends.
 HOST_EXEMPT = ("/livez", "/readyz")
 CUSTOM_HEADER = "x-requested-with"
+#: Routes taking multipart uploads (a script may say it is no form with its token instead).
+UPLOAD_PATHS = frozenset({"/assets"})
 
 UI_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -142,10 +145,14 @@ class BrowserGuard:
         kind = headers.get("content-type", "").split(";")[0].strip().lower()
         json_body = kind == "application/json" or (kind.startswith("application/")
                                                     and kind.endswith("+json"))  # fmt: skip
+        upload = scope["path"] in UPLOAD_PATHS and kind == "multipart/form-data"
         if not json_body and CUSTOM_HEADER not in headers:
+            if upload and "authorization" in headers:
+                return None
             return (415, "JSON required",
                     "send Content-Type: application/json with every POST (a body-less one"
-                    " too), or an X-Requested-With header", "json_required")  # fmt: skip
+                    " too), or an X-Requested-With header (an upload: or Authorization)",
+                    "json_required")  # fmt: skip
         return None
 
     def _same_or_allowed(self, origin: str, headers: Headers) -> bool:

@@ -173,7 +173,8 @@ def prune(
     yes: Annotated[bool, typer.Option("--yes", help="delete (without it: a dry run)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete runs that finished before OLDER_THAN ago, with their history and artifacts.
+    """Delete runs that finished before OLDER_THAN ago, with their history and artifacts,
+    and the uploaded assets older than that which no remaining run names.
 
     Without --yes it only says what it would delete."""
     from workflows.runs.retention import prune as prune_runs
@@ -186,5 +187,6 @@ def prune(
     typer.echo(
         f"{verb} {report.runs} runs finished before {report.before:%Y-%m-%d %H:%M %Z}"
         f" ({report.steps} steps, {report.attempts} attempts, {report.artifacts} artifacts)"
+        f" and {report.assets} unused assets"
         f"{'' if yes else '; run again with --yes to delete them'}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -90,6 +90,21 @@ class AttemptRecord(_Record):
     error_message: str | None = None
     traceback: str | None = None
     input_key: str | None = None
+
+
+AssetKind = Literal["image", "audio"]
+
+
+class AssetRecord(_Record):
+    """An uploaded file: `key` locates its bytes in the artifact store."""
+
+    id: uuid.UUID
+    sha256: str
+    kind: AssetKind
+    media_type: str
+    size: int
+    key: str
+    created_at: datetime
 
 
 class OpenStep(_Record):

@@ -7,9 +7,14 @@ ReelflowError
 ├── UnknownWorkflow             no workflow of that name
 ├── InvalidParams               params rejected by the workflow's params model
 │   ├── IdempotencyKeyReused    the Idempotency-Key was used for a different request
-│   └── FaultInjectionDisabled  faults asked for, ALLOW_FAULT_INJECTION is off
+│   ├── FaultInjectionDisabled  faults asked for, ALLOW_FAULT_INJECTION is off
+│   ├── UnknownAsset            params name an asset id no upload has
+│   └── WrongAssetKind          ... an asset of the wrong kind (audio given as an image)
 ├── RunNotFound / StepNotFound  no such run or step
 ├── ArtifactNotFound            no such file of a run, or a path outside its folder
+├── AssetNotFound               no uploaded asset has that id (HTTP 404)
+├── UnsupportedMediaType        an upload whose bytes are no image or audio we take (HTTP 415)
+├── AssetTooLarge               an upload over ASSET_MAX_BYTES (HTTP 413)
 ├── RunStateConflict            the run's state forbids the operation (HTTP 409)
 │   └── RunBusy                 the run (or one of its steps) is still running
 ├── DispatchFailed              the broker did not take the messages (HTTP 503)
@@ -29,6 +34,7 @@ ReelflowError
     ├── TransientStepError      worth retrying (the default for unexpected errors is permanent)
     │   └── InjectedFailure     a failure asked for by the run's `faults`
     └── PermanentStepError      never retried
+        └── AssetVanished       an asset the run names is gone (its row or its file)
 
 Not errors, so not under the root: StepStopped (the run was cancelled, or the attempt lost
 its lease to another) derives from BaseException so step code cannot swallow it with
@@ -95,6 +101,18 @@ class FaultInjectionDisabled(InvalidParams):
     code = "fault_injection_disabled"
 
 
+class UnknownAsset(InvalidParams):
+    """The params name an asset id that no upload has (POST /assets first)."""
+
+    code = "unknown_asset"
+
+
+class WrongAssetKind(InvalidParams):
+    """The params name an asset of the wrong kind (an audio file where an image goes)."""
+
+    code = "wrong_asset_kind"
+
+
 class RunNotFound(ReelflowError):
     """No run has that id."""
 
@@ -111,6 +129,24 @@ class ArtifactNotFound(ReelflowError):
     """The run has no such artifact (or the path leads outside the run's folder)."""
 
     code = "artifact_not_found"
+
+
+class AssetNotFound(ReelflowError):
+    """No uploaded asset has that id."""
+
+    code = "asset_not_found"
+
+
+class UnsupportedMediaType(ReelflowError):
+    """The upload is not an image or audio file of a type reelflow takes."""
+
+    code = "unsupported_media_type"
+
+
+class AssetTooLarge(ReelflowError):
+    """The upload is larger than ASSET_MAX_BYTES."""
+
+    code = "too_large"
 
 
 class RunStateConflict(ReelflowError):
@@ -181,6 +217,12 @@ class PermanentStepError(StepError):
     """A step failed in a way no retry can fix."""
 
     code = "permanent_step_error"
+
+
+class AssetVanished(PermanentStepError):
+    """An asset the run names is gone (pruned, or its file deleted): no retry brings it back."""
+
+    code = "asset_vanished"
 
 
 class StepStopped(BaseException):

@@ -1,5 +1,6 @@
 """Request and response models of the API, by resource."""
 
+from api.schemas.assets import AssetOut
 from api.schemas.revisions import (
     RevisionIn,
     RevisionOut,
@@ -38,6 +39,7 @@ from api.schemas.service import (
 )
 
 __all__ = [
+    "AssetOut",
     "AttemptOut",
     "CheckOut",
     "EventOut",

@@ -2,6 +2,7 @@
 transition triggers `db/states.py` declares. Importing this package registers every table
 on the metadata (Alembic's env does)."""
 
+from db.models.assets import Asset, AssetRef
 from db.models.engine import (
     ArtifactDeletion,
     DispatchIntent,
@@ -20,6 +21,8 @@ __all__ = [
     "OPEN_STEP",
     "ArtifactDeletion",
     "ArtifactRef",
+    "Asset",
+    "AssetRef",
     "DispatchIntent",
     "EngineCounter",
     "InjectedFault",

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.repository.assets import ASSET_PREFIX
 from db.repository.tables import attempts, deletions, refs, runs, steps
 from db.states import RUN_TERMINAL, STEP_IN_FLIGHT, sql_in
 
@@ -97,7 +98,10 @@ async def prune_run(
     )
     kept = {row.artifact_key for row in shared}
     mine = await conn.execute(select(refs.c.artifact_key).where(refs.c.run_id == run_id))
-    going = sorted({row.artifact_key for row in mine} - kept)
+    # An uploaded asset an output passes on is the asset's to delete (prune_assets), not
+    # the run's: its row may outlive every run that read it.
+    used = {row.artifact_key for row in mine if not row.artifact_key.startswith(ASSET_PREFIX)}
+    going = sorted(used - kept)
     keep_here = sorted(k for k in kept if k.startswith(prefix))
     others = [k for k in going if not k.startswith(prefix)]
     if going:

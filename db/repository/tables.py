@@ -9,6 +9,8 @@ from sqlalchemy import Table
 from db.models import (
     ArtifactDeletion,
     ArtifactRef,
+    Asset,
+    AssetRef,
     DispatchIntent,
     EngineCounter,
     InjectedFault,
@@ -41,3 +43,5 @@ slots = cast(Table, PoolSlot.__table__)
 waits = cast(Table, SlotWait.__table__)
 pool_tenants = cast(Table, PoolTenant.__table__)
 checkpoints = cast(Table, StepCheckpoint.__table__)
+assets = cast(Table, Asset.__table__)
+asset_refs = cast(Table, AssetRef.__table__)

@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from db import outcomes
-from reelflow.errors import StepStopped
+from db.repository import asset_file
+from reelflow.errors import AssetVanished, StepStopped
 from reelflow.storage import ArtifactMissing, ArtifactStore
 from steps.engine.bridge import run_db
 
@@ -119,6 +120,18 @@ class StepContext:
             path=self.store.location(final), key=final, size=int(str(placed["size"])),
             sha256=str(placed["sha256"]),
         )  # fmt: skip
+
+    def asset(self, asset_id: uuid.UUID | str) -> Artifact:
+        """An uploaded asset (POST /assets), as an input artifact: read it with `local()`.
+        AssetVanished (permanent) when its row or its file is gone."""
+        found = run_db(asset_file, asset_id=uuid.UUID(str(asset_id)))
+        if found is None:
+            raise AssetVanished(f"asset {asset_id} is gone (pruned, or never uploaded)")
+        key = str(found["key"])
+        if self.store.size(key) is None:
+            raise AssetVanished(f"the file of asset {asset_id} is gone ({key})")
+        return Artifact(path=self.store.location(key), key=key, size=int(found["size"]),
+                        sha256=str(found["sha256"]))  # fmt: skip
 
     def local(self, artifact: Artifact) -> Path:
         """A local file with an input artifact's bytes (downloaded into scratch when the

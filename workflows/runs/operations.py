@@ -71,7 +71,8 @@ async def start_run(
     """Accept a run: the run, its steps and its dispatch intent commit together."""
     admission.check_size(params)
     workflow = get_workflow(workflow_name)
-    clean = workflow.validate_params(params).model_dump(mode="json")
+    model = workflow.validate_params(params)
+    clean = model.model_dump(mode="json")
     wanted = admission.check_faults(faults)
     # A fault must meet an execution: a run with faults (a test) reuses no result.
     cache = cache and not wanted
@@ -79,6 +80,7 @@ async def start_run(
                                     priority=priority, tenant=tenant)  # fmt: skip
     async with get_engine().begin() as conn:
         await admission.check_capacity(conn, idempotency_key=idempotency_key)
+        assets = await admission.check_assets(conn, model)
         run, created = await repo.create_run(
             conn,
             run_id=uuid.uuid4(),
@@ -104,6 +106,7 @@ async def start_run(
             intent = await repo.intent_of(conn, run_id=run.id, generation=run.generation)
         else:
             await fault_plans.plan(conn, run_id=run.id, faults=wanted)
+            await repo.add_asset_refs(conn, run_id=run.id, asset_ids=assets)
             intent = await dispatch.write_intent(
                 conn, workflow, run, run.generation, reason="created"
             )

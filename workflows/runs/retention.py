@@ -1,4 +1,5 @@
-"""Keeping history in bounds: prune runs that finished long ago, rows and files alike."""
+"""Keeping history in bounds: prune runs that finished long ago, rows and files alike, and
+then the uploaded assets older than the same cutoff that no kept run names."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import repository as repo
 from db.engine import get_engine
@@ -41,6 +43,7 @@ class PruneReport(BaseModel):
     attempts: int
     artifact_dirs: int  # runs with artifacts
     artifacts: int  # their files (objects)
+    assets: int = 0  # uploads made before the cutoff that no kept run names
 
 
 def cutoff(older_than: str, now: datetime | None = None) -> datetime:
@@ -53,11 +56,14 @@ def cutoff(older_than: str, now: datetime | None = None) -> datetime:
 
 async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> PruneReport:
     """Delete (or, dry, count) runs finished before now - `older_than`, with their steps,
-    attempts, events and artifacts (in the local folder or the bucket). Active runs are
-    never touched."""
+    attempts, events and artifacts (in the local folder or the bucket), then the assets
+    uploaded before it that no remaining run names. Active runs are never touched."""
     before = cutoff(older_than)
     selected = await select_prunable(before, limit=batch)
     if dry_run:
+        ids = [run_id for run_id, _, _ in selected]
+        async with get_engine().connect() as conn:  # the runs selected go first
+            assets = await repo.count_unused(conn, before=before, ignoring=ids)
         store = artifact_store()
         files = await asyncio.to_thread(
             lambda: {run_id: len(store.keys(f"{run_id}/")) for run_id, _, _ in selected}
@@ -71,10 +77,13 @@ async def prune(older_than: str, *, dry_run: bool, batch: int = 10_000) -> Prune
             attempts=sum(a for _, _, a in selected),
             artifact_dirs=sum(1 for count in files.values() if count),
             artifacts=sum(files.values()),
+            assets=assets,
         )
-    return await prune_selected(
+    report = await prune_selected(
         [run_id for run_id, _, _ in selected], before=before, older_than=older_than
     )
+    report.assets = await prune_assets(before)
+    return report
 
 
 async def select_prunable(before: datetime, *, limit: int) -> list[tuple[uuid.UUID, int, int]]:
@@ -114,11 +123,42 @@ async def prune_selected(
     return report
 
 
+async def prune_assets(before: datetime) -> int:
+    """Delete the assets made before `before` that no run names (rows, then files)."""
+    store, deleted = artifact_store(), 0
+    async with get_engine().begin() as conn:
+        pruned = await repo.prune_assets(conn, before=before)
+    for _, deletion_id in pruned:
+        async with get_engine().connect() as conn:
+            recorded = await repo.deletion(conn, deletion_id=deletion_id)
+        await _delete_files(store, recorded)
+        deleted += 1
+    if deleted:
+        log.info("assets_pruned", assets=deleted, before=before.isoformat())
+    return deleted
+
+
 async def _delete_files(store: ArtifactStore, deletion: repo.Deletion) -> int:
     """Delete a pruned run's files (all under its prefix but those other runs still use,
-    and the files of earlier pruned runs only it still used), then forget the recorded
-    deletion; returns how many were deleted. A storage error leaves the record for the
-    next prune."""
+    and the files of earlier pruned runs only it still used), or a pruned asset's file,
+    then forget the recorded deletion; returns how many were deleted. A storage error
+    leaves the record for the next prune."""
+    content = repo.content_of(deletion.prefix)
+    if content is None:
+        return await _delete_recorded(store, deletion)
+    # An asset's file sits at a key its bytes name: an upload of the same bytes since the
+    # prune may need it again. Decide and delete under the content's lock.
+    async with get_engine().begin() as conn:
+        await repo.lock_content(conn, sha256=content)
+        if await repo.find_by_sha(conn, sha256=content) is not None:
+            await repo.forget_deletion(conn, deletion_id=deletion.id)
+            return 0
+        return await _delete_recorded(store, deletion, conn)
+
+
+async def _delete_recorded(
+    store: ArtifactStore, deletion: repo.Deletion, conn: AsyncConnection | None = None
+) -> int:
     try:
         under = await asyncio.to_thread(store.keys, deletion.prefix)
         doomed = [k for k in under if k not in set(deletion.keep)] + deletion.keys
@@ -130,8 +170,11 @@ async def _delete_files(store: ArtifactStore, deletion: repo.Deletion) -> int:
     except Exception as exc:
         log.warning("artifacts_not_deleted", prefix=deletion.prefix, error=repr(exc))
         return 0
-    async with get_engine().begin() as conn:
+    if conn is not None:
         await repo.forget_deletion(conn, deletion_id=deletion.id)
+        return len(doomed)
+    async with get_engine().begin() as own:
+        await repo.forget_deletion(own, deletion_id=deletion.id)
     return len(doomed)
 
 

@@ -77,11 +77,13 @@ async def revise_run(
     async with get_engine().begin() as conn:
         run, _ = await load_idle(conn, run_id, allowed=RUN_RETRYABLE, verb="revise")
         workflow = get_workflow(run.workflow)
-        after = run.params
+        after, assets = run.params, []
         if params_patch:
             patched = merge_patch(run.params, params_patch)
             admission.check_size(patched)
-            after = workflow.validate_params(patched).model_dump(mode="json")
+            model = workflow.validate_params(patched)
+            assets = await admission.check_assets(conn, model)
+            after = model.model_dump(mode="json")
         rows = await repo.key_rows(conn, run_id=run.id)
         walk = Walk(workflow, run, run.params, after, _validated(workflow, rows, outputs or {}),
                      patch=params_patch or {})  # fmt: skip
@@ -92,6 +94,7 @@ async def revise_run(
         )  # fmt: skip
         if dry_run:
             return plan, run
+        await repo.add_asset_refs(conn, run_id=run.id, asset_ids=assets)
         plan.revision, intent = await _apply(conn, walk, plan, reason=reason, actor=actor)
     if intent is not None:
         await relay.publish(intent)
