@@ -1,17 +1,20 @@
-"""Frames of one scene: animated gradient background, wrapped caption, progress bar.
+"""Frames of one scene: a moving background, the spoken phrase with its current word lit,
+a progress bar, and a short dip through black at each end (the transition between scenes).
 
-The background (a drifting or pulsing gradient with a soft diagonal band sweeping across)
-is computed at a quarter of the resolution, with NumPy or with torch on a CUDA device when
-one is there, and scaled up by repeating pixels: it is so smooth that neighbouring low
-resolution pixels differ by a level or two, so nothing shows, and a frame costs a few
-milliseconds instead of tens. The caption is rasterised once per scene and blended only where it has
-ink. Both backends share everything after the background, so they agree to rounding.
+The background is either the scene's image (centre-cropped to the frame, slowly zoomed and
+panned) or a gradient with a soft diagonal band sweeping across, computed at a quarter of
+the resolution (NumPy, or torch on a CUDA device) under a slow zoom, and scaled up by
+repeating pixels. A phrase's caption is laid out once (lines that fit the safe area, the
+font shrunk until they do) with each word's box; a frame blends it only where it has ink.
+Everything is integer arithmetic after the background, so a frame is the same bits every
+time it is drawn.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,27 +22,24 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from steps.short_video.models import Scene
+from steps.short_video.models import FONT_PATH, Scene
 
-FADE_S = 0.4
+FADE_S = 0.25  # a caption's fade in
+DIP_S = 0.12  # the dip through black at each end of a scene
 SCALE = 4
 BAND_WIDTH = 0.08
+ZOOM = 0.08  # how much closer the background gets over a scene
+HIGHLIGHT = np.array((255, 214, 10), np.uint32)  # the word being spoken
+SAFE_W, SAFE_LINES = 0.86, 3
 # The band's profile exp(-(d / w)^2) as a table over d in [-2, 2), built once with scalar
-# libm, so a frame is the same bits every time it is drawn (videos are compared by sha256):
-# vectorised exp can differ in the last bit with memory alignment, and values small enough
-# to be denormal flip to zero once an encoder has set flush-to-zero on the thread. Entries
-# below 1e-6 are zero for that reason.
+# libm, so a frame is the same bits every time it is drawn (vectorised exp can differ in the
+# last bit with memory alignment). Entries below 1e-6 are zero.
 _LUT_STEPS = 1024
 _BAND_LUT = np.array(
     [0.35 * math.exp(-(((i / _LUT_STEPS - 2.0) / BAND_WIDTH) ** 2)) for i in range(4 * _LUT_STEPS)],
     dtype=np.float32,
 )
 _BAND_LUT[_BAND_LUT < 1e-6] = 0.0
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
-)
 
 
 def torch_device() -> Any | None:
@@ -51,129 +51,222 @@ def torch_device() -> Any | None:
     return torch.device("cuda") if torch.cuda.is_available() else None
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    for path in FONT_CANDIDATES:
-        if Path(path).exists():
-            return ImageFont.truetype(path, size)
-    return ImageFont.load_default(size=size)
+@lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT_PATH), size)
 
 
-def caption_mask(text: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Alpha masks (float32, 0..1) of the wrapped caption and its drop shadow, and where
-    their top-left corner goes in the frame."""
+@dataclass
+class Caption:
+    """A phrase laid out: its ink and shadow masks (0..256 weights), where they go, and each
+    word's box in the mask (x0, x1, y0, y1), in the phrase's word order."""
+
+    start_s: float
+    ink: np.ndarray
+    shadow: np.ndarray
+    x0: int
+    y0: int
+    boxes: list[tuple[int, int, int, int]]
+    word_starts: list[float]
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[str] | None:
+    """Lines of `text` no wider than max_width (a word too wide alone is split), or None
+    when it takes more than SAFE_LINES."""
+    chars = max(4, int(max_width / (font.size * 0.55)))
+    while chars >= 4:
+        lines = textwrap.wrap(text, width=chars, break_long_words=True) or [""]
+        if max(font.getlength(line) for line in lines) <= max_width:
+            return lines if len(lines) <= SAFE_LINES else None
+        chars -= 1
+    return None
+
+
+def layout_caption(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+    """The largest font (from a thirteenth of the width down) at which the text fits the
+    safe area in at most three lines."""
     size = max(16, width // 13)
-    font = _font(size)
-    max_width = int(width * 0.86)
-    chars = max(8, int(max_width / (size * 0.55)))
-    lines = textwrap.wrap(text, width=chars) or [""]
-    while chars > 8 and max(font.getlength(line) for line in lines) > max_width:
-        chars -= 2
-        lines = textwrap.wrap(text, width=chars)
-    line_h = int(size * 1.25)
-    pad, drop = size // 2, max(2, size // 16)
+    while True:
+        font = _font(size)
+        lines = _wrap(text, font, int(width * SAFE_W))
+        if lines is not None or size <= 8:
+            return font, lines or textwrap.wrap(text, 12)[:SAFE_LINES]
+        size -= 2
+
+
+def caption(
+    text: str, start_s: float, word_starts: list[float], width: int, height: int
+) -> Caption:
+    font, lines = layout_caption(text, width, height)
+    size = int(font.size)
+    line_h, pad, drop = int(size * 1.25), size // 2, max(2, size // 16)
     box_w = int(max(font.getlength(line) for line in lines)) + 2 * pad
     box_h = line_h * len(lines) + pad
     ink, shadow = Image.new("L", (box_w, box_h), 0), Image.new("L", (box_w, box_h), 0)
+    boxes: list[tuple[int, int, int, int]] = []
     for mask, dx in ((ink, 0), (shadow, drop)):
         draw = ImageDraw.Draw(mask)
         for i, line in enumerate(lines):
             x = (box_w - font.getlength(line)) / 2 + dx
-            draw.text((x, pad // 2 + i * line_h + dx), line, fill=255, font=font)
+            y = pad // 2 + i * line_h + dx
+            draw.text((x, y), line, fill=255, font=font)
+            if dx == 0:  # each word's box, from the advance widths before it
+                at = x
+                for word in line.split(" "):
+                    w = font.getlength(word)
+                    boxes.append((int(at), math.ceil(at + w), int(y), int(y + line_h)))
+                    at += w + font.getlength(" ")
     x0 = (width - box_w) // 2
-    y0 = min(height - box_h - 8, int(height * 0.62) - box_h // 2)
-    to_f = np.float32(1 / 255)
-    return np.asarray(ink, np.float32) * to_f, np.asarray(shadow, np.float32) * to_f, x0, y0
+    y0 = max(8, min(height - box_h - 8, int(height * 0.62) - box_h // 2))
+    weights = [np.asarray(m, np.uint32) * 256 // 255 for m in (ink, shadow)]
+    return Caption(start_s, weights[0], weights[1], x0, y0, boxes, word_starts)
+
+
+def _word_starts(scene_phrase: Any, count: int) -> list[float]:
+    """Each caption word's start: the synthesizer's, or spread over the phrase by length."""
+    words = scene_phrase.words
+    if len(words) == count:
+        return [w.start_s for w in words]
+    tokens = scene_phrase.text.split()
+    total = sum(len(t) + 1 for t in tokens) or 1
+    at, out = scene_phrase.start_s, []
+    for token in tokens[:count]:
+        out.append(at)
+        at += scene_phrase.duration_s * (len(token) + 1) / total
+    return out + [at] * (count - len(out))
 
 
 class ScenePainter:
-    def __init__(self, scene: Scene, width: int, height: int, fps: int, device: Any = None):
+    def __init__(self, scene: Scene, width: int, height: int, fps: int, device: Any = None,
+                 image: Path | None = None) -> None:  # fmt: skip
         self.scene, self.w, self.h, self.fps = scene, width, height, fps
         self.frames = round(scene.duration_s * fps)
         self.device = device
         self.lw, self.lh = -(-width // SCALE), -(-height // SCALE)  # ceil
         style = scene.style
-        top = np.array(style.top, np.float32)
-        bottom = np.array(style.bottom, np.float32)
         self.accent = np.array(style.accent, np.float32)
-        rows = np.linspace(0.0, 1.0, self.lh, dtype=np.float32)[:, None]
-        cols = np.linspace(0.0, 1.0, self.lw, dtype=np.float32)[None, :]
-        # Diagonal coordinate (x + y), normalised, at the low resolution.
-        diag = (rows * self.lh + cols * self.lw) / (self.lw + self.lh)
-        # One caption per spoken phrase (its window relative to the scene), or the scene's.
-        phrases = scene.phrases or []
-        texts = [(p.start_s, p.text) for p in phrases] or [(0.0, scene.caption)]
-        self.captions = [(start, caption_mask(text, width, height)) for start, text in texts]
+        rows = np.linspace(-0.5, 0.5, self.lh, dtype=np.float32)[:, None]
+        cols = np.linspace(-0.5, 0.5, self.lw, dtype=np.float32)[None, :]
+        self._grid = (rows, cols)
+        self._colours = (np.array(style.top, np.float32), np.array(style.bottom, np.float32))
+        self.image = self._cover(image) if image is not None else None
+        self.captions = [
+            caption(p.text, p.start_s, _word_starts(p, len(p.text.split(" "))), width, height)
+            for p in scene.phrases
+        ] or [caption(scene.caption, 0.0, [], width, height)]
         self.bar_h = max(4, height // 160)
-        self._weights: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._consts = (top, bottom, self.accent, rows, diag)
         if device is not None:
             import torch
 
-            self._consts = tuple(torch.from_numpy(a).to(device) for a in self._consts)
+            self._grid = tuple(torch.from_numpy(a).to(device) for a in self._grid)
+
+    def _cover(self, path: Path) -> Image.Image:
+        """The image centre-cropped to the frame's shape, at the frame's size plus the zoom."""
+        with Image.open(path) as source:
+            img = source.convert("RGB")
+        aspect = self.w / self.h
+        if img.width / img.height > aspect:
+            keep = round(img.height * aspect)
+            img = img.crop(((img.width - keep) // 2, 0, (img.width - keep) // 2 + keep, img.height))
+        else:
+            keep = round(img.width / aspect)
+            img = img.crop(
+                (0, (img.height - keep) // 2, img.width, (img.height - keep) // 2 + keep)
+            )
+        return img.resize(
+            (round(self.w * (1 + ZOOM)), round(self.h * (1 + ZOOM))), Image.Resampling.BILINEAR
+        )
 
     def caption_at(self, t: float) -> int:
         """Which caption shows at scene time t: the phrase being spoken."""
         current = 0
-        for i, (start, _) in enumerate(self.captions):
-            if start <= t + 1e-9:
+        for i, c in enumerate(self.captions):
+            if c.start_s <= t + 1e-9:
                 current = i
         return current
 
-    def _caption_weights(self, which: int, fade: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel weights of a caption's blend, in 1/256: cached once fully faded in."""
-        if fade >= 1.0 and which in self._weights:
-            return self._weights[which]
-        ink_mask, shadow = self.captions[which][1][:2]
-        keep = np.rint((1 - shadow * (0.6 * fade)) * 256).astype(np.uint32)[..., None]
-        ink = np.rint(ink_mask * fade * 256).astype(np.uint32)[..., None]
-        if fade >= 1.0:
-            self._weights[which] = (keep, ink)
-        return keep, ink
+    def _zoom(self, t: float) -> float:
+        return 1.0 + ZOOM * t / max(self.scene.duration_s, 1e-6)
 
     def background(self, t: float) -> np.ndarray:
-        """The low-resolution background at time t, (lh, lw, 3) uint8 RGB."""
-        top, bottom, accent, rows, diag = self._consts
-        motion = self.scene.style.motion
-        shift = np.float32(0.12 * math.sin(2 * math.pi * t / 4.0) if motion == "drift" else 0.0)
-        pulse = 0.08 * math.sin(2 * math.pi * t / 1.5) if motion == "pulse" else 0.0
-        gain, centre = np.float32(1.0 + pulse), np.float32((t / 3.0) % 1.5 - 0.25)
+        """The low-resolution gradient at time t, (lh, lw, 3) uint8 RGB."""
+        rows, cols = self._grid
+        top, bottom = self._colours
+        zoom, motion = self._zoom(t), self.scene.style.motion
+        shift = 0.12 * math.sin(2 * math.pi * t / 4.0) if motion == "drift" else 0.0
+        gain = 1.0 + (0.08 * math.sin(2 * math.pi * t / 1.5) if motion == "pulse" else 0.0)
+        centre = (t / 3.0) % 1.5 - 0.25
         if self.device is None:
-            mix = np.clip(rows + shift, 0.0, 1.0)[..., None]
-            img = np.clip((top + (bottom - top) * mix) * gain, 0.0, 255.0)
-            slot = np.clip(((diag - centre + 2.0) * _LUT_STEPS).astype(np.int32), 0, 4095)
-            band = _BAND_LUT[slot][..., None]
-            img = img + (accent - img) * band
+            r, c = rows / np.float32(zoom), cols / np.float32(zoom)
+            mix = np.clip(r + np.float32(0.5 + shift), 0.0, 1.0)[..., None]
+            img = np.clip((top + (bottom - top) * mix) * np.float32(gain), 0.0, 255.0)
+            diag = (r + c + np.float32(1.0)) / np.float32(2.0)
+            slot = np.clip(
+                ((diag - np.float32(centre) + 2.0) * _LUT_STEPS).astype(np.int32), 0, 4095
+            )
+            img = img + (self.accent - img) * _BAND_LUT[slot][..., None]
             out: np.ndarray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
             return out
         import torch
 
-        mix = torch.clamp(rows + float(shift), 0.0, 1.0)[..., None]
-        img = torch.clamp((top + (bottom - top) * mix) * float(gain), 0.0, 255.0)
-        band = (torch.exp(-(((diag - float(centre)) / BAND_WIDTH) ** 2)) * 0.35)[..., None]
-        img = img + (accent - img) * band
+        r, c = rows / zoom, cols / zoom
+        mix = torch.clamp(r + 0.5 + shift, 0.0, 1.0)[..., None]
+        t_top, t_bottom = (torch.tensor(x, device=self.device) for x in (top, bottom))
+        img = torch.clamp((t_top + (t_bottom - t_top) * mix) * gain, 0.0, 255.0)
+        diag = (r + c + 1.0) / 2.0
+        band = (torch.exp(-(((diag - centre) / BAND_WIDTH) ** 2)) * 0.35)[..., None]
+        img = img + (torch.tensor(self.accent, device=self.device) - img) * band
         return torch.clamp(img + 0.5, 0, 255).to(torch.uint8).cpu().numpy()  # type: ignore[no-any-return]
+
+    def _picture(self, t: float) -> np.ndarray:
+        """The image, zoomed in and drifting across as the scene goes on, (h, w, 3)."""
+        assert self.image is not None
+        cw, ch = self.w * (1 + ZOOM) / self._zoom(t), self.h * (1 + ZOOM) / self._zoom(t)
+        cw, ch = min(cw, self.image.width), min(ch, self.image.height)
+        drift = t / max(self.scene.duration_s, 1e-6)
+        x = (self.image.width - cw) * (0.5 + 0.4 * (drift - 0.5))
+        y = (self.image.height - ch) / 2
+        view = self.image.resize(
+            (self.w, self.h), Image.Resampling.BILINEAR, box=(x, y, x + cw, y + ch)
+        )
+        return np.asarray(view, np.uint8)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` of the scene, (h, w, 4) uint8 RGBA (opaque)."""
         t = index / self.fps
-        small = np.empty((self.lh, self.lw, 4), np.uint8)
-        small[..., :3] = self.background(t)
-        small[..., 3] = 255
-        # Upscale as whole 32-bit pixels: one cheap repeat per axis.
-        packed = small.view(np.uint32)[..., 0]
-        big = np.repeat(np.repeat(packed, SCALE, axis=1), SCALE, axis=0)[: self.h, : self.w]
-        img = np.ascontiguousarray(big).view(np.uint8).reshape(self.h, self.w, 4)
-        which = self.caption_at(t)
-        since = t - self.captions[which][0]
-        keep, ink = self._caption_weights(which, min(1.0, since / FADE_S) if FADE_S else 1.0)
-        mask, _, x0, y0 = self.captions[which][1]
-        mh, mw = mask.shape
-        # Fixed-point blend (weights in 1/256): shadow darkens, then white ink covers.
-        region = img[y0 : y0 + mh, x0 : x0 + mw, :3].astype(np.uint32)
-        region = (region * keep) >> 8
-        region = (region * (256 - ink) + 255 * ink) >> 8
-        img[y0 : y0 + mh, x0 : x0 + mw, :3] = region.astype(np.uint8)
+        img = np.empty((self.h, self.w, 4), np.uint8)
+        img[..., 3] = 255
+        if self.image is not None:
+            img[..., :3] = self._picture(t)
+        else:
+            small = np.empty((self.lh, self.lw, 4), np.uint8)
+            small[..., :3] = self.background(t)
+            small[..., 3] = 255
+            packed = small.view(np.uint32)[..., 0]  # upscale as whole 32-bit pixels
+            big = np.repeat(np.repeat(packed, SCALE, axis=1), SCALE, axis=0)[: self.h, : self.w]
+            img = np.ascontiguousarray(big).view(np.uint8).reshape(self.h, self.w, 4)
+        self._caption(img, t)
         progress = index / max(1, self.frames - 1)
         img[self.h - self.bar_h :, : round(self.w * progress), :3] = self.accent.astype(np.uint8)
+        dip = min(index + 1, self.frames - index) / max(1.0, DIP_S * self.fps)
+        if dip < 1.0:  # the dip through black: a cut between scenes becomes a blink
+            img[..., :3] = (img[..., :3].astype(np.uint32) * int(dip * 256) >> 8).astype(np.uint8)
         return img
+
+    def _caption(self, img: np.ndarray, t: float) -> None:
+        cap = self.captions[self.caption_at(t)]
+        fade = int(min(1.0, max(0.0, t - cap.start_s) / FADE_S) * 256) if FADE_S else 256
+        ink = ((cap.ink * fade) >> 8)[..., None].astype(np.uint32)
+        dark = (cap.shadow * ((fade * 154) >> 8)) >> 8  # the shadow darkens by 60%
+        keep = (256 - dark)[..., None].astype(np.uint32)
+        mh, mw = cap.ink.shape
+        under = img[cap.y0 : cap.y0 + mh, cap.x0 : cap.x0 + mw, :3].astype(np.uint32)
+        region = (under * keep) >> 8
+        colour = np.empty((mh, mw, 3), np.uint32)
+        colour[...] = 255
+        spoken = [i for i, s in enumerate(cap.word_starts) if s <= t + 1e-9]
+        if spoken and spoken[-1] < len(cap.boxes):  # the word being spoken, lit
+            x0, x1, y0, y1 = cap.boxes[spoken[-1]]
+            colour[y0:y1, x0:x1] = HIGHLIGHT
+        region = (region * (np.uint32(256) - ink) + colour * ink) >> 8
+        img[cap.y0 : cap.y0 + mh, cap.x0 : cap.x0 + mw, :3] = region.astype(np.uint8)

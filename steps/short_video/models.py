@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
+from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from steps import Artifact
+
+#: The caption font, shipped with the project (DejaVu Sans Bold; its licence beside it):
+#: the same glyphs on every machine, so the same scene is the same bytes everywhere.
+FONT_PATH = Path(__file__).parent / "data" / "fonts" / "DejaVuSans-Bold.ttf"
+
+
+@lru_cache(maxsize=1)
+def font_codepoints() -> frozenset[int]:
+    """The characters the caption font has glyphs for."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(FONT_PATH, lazy=True) as font:
+        return frozenset(font.getBestCmap())
 
 
 class ShortVideoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    topic: str | None = Field(None, max_length=200, description="pick the trend matching this")
+    topic: str | None = Field(
+        None,
+        max_length=200,
+        description="what the video is about: a bundled trend matching it, else the topic itself"
+        " (any words the caption font can draw)",
+    )
     trend_id: str | None = Field(None, max_length=200, description="pick this trend by id")
     length_seconds: int = Field(30, ge=15, le=60, description="target video length")
     width: int = Field(720, ge=144, le=2160, multiple_of=2)
@@ -28,6 +48,23 @@ class ShortVideoParams(BaseModel):
 
     #: Params naming uploaded assets: each id must name an asset when the run is started.
     asset_fields: ClassVar[tuple[str, ...]] = ("images", "music")
+
+    @field_validator("topic")
+    @classmethod
+    def _servable(cls, v: str | None) -> str | None:
+        """A topic is refused here, never at run time: it must have a letter or digit, and
+        every character must be one the caption font can draw."""
+        if v is None:
+            return None
+        v = " ".join(v.split())
+        if not any(ch.isalnum() for ch in v):
+            raise ValueError("needs at least one letter or digit")
+        missing = sorted({ch for ch in v if ch != " " and ord(ch) not in font_codepoints()})
+        if missing:
+            raise ValueError(
+                f"has characters the caption font cannot draw: {''.join(missing[:10])}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _one_choice(self) -> ShortVideoParams:
@@ -48,10 +85,13 @@ class TrendParams(BaseModel):
 class ScriptParams(TrendParams):
     length_seconds: int = 30
     fps: int = 30
+    voice: bool = True  # the narration is timed by the synthesizer when it speaks
+    images: list[uuid.UUID] = []
 
 
 class VoiceParams(BaseModel):
     voice: bool = True
+    music: uuid.UUID | None = None
 
 
 class FrameParams(BaseModel):
@@ -85,12 +125,23 @@ class Style(BaseModel):
     motion: Literal["drift", "pulse", "sweep"]
 
 
+class Word(BaseModel):
+    """A word of a phrase and when it is spoken, from the start of its scene."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
 class Phrase(BaseModel):
-    """A piece of narration, spoken and captioned together in its window of the scene."""
+    """A piece of narration, spoken and captioned together in its window of the scene: at
+    `wpm` words a minute, its words at the times the synthesizer reported."""
 
     text: str
     start_s: float  # from the start of its scene
     duration_s: float
+    wpm: int = 165
+    words: list[Word] = []
 
 
 class Scene(BaseModel):
@@ -104,6 +155,8 @@ class Scene(BaseModel):
     style: Style
     #: The narration's phrases, covering the scene: the caption shows the one being spoken.
     phrases: list[Phrase] = []
+    #: An uploaded image behind the scene (panned and zoomed), instead of the gradient.
+    background: Artifact | None = None
 
 
 class Script(BaseModel):
@@ -128,10 +181,15 @@ class Script(BaseModel):
 
 
 class VoiceOut(BaseModel):
-    engine: Literal["espeak-ng", "espeak-ng-library", "tone-bed"]
+    """The video's sound: the narration over a music bed that ducks under it, normalised."""
+
+    engine: Literal["espeak-ng", "espeak-ng-library", "tone-bed", "none"]
     sample_rate: int
     duration_s: float
     audio: Artifact
+    music: str = "generated"  # or the uploaded asset's id
+    loudness_lufs: float | None = None
+    true_peak_dbtp: float | None = None
 
 
 class Segment(BaseModel):

@@ -94,12 +94,24 @@ def join_chunks(paths: list[Path], out: Path, fps: int) -> None:
                 offset += frames
 
 
+def chunk_ranges(frames: int, per_chunk: int) -> list[range]:
+    """The scene's frames in chunks of `per_chunk`, the last taking a remainder shorter than
+    half a chunk (a chunk of a frame or two encodes badly and joins worse)."""
+    count = max(1, math.ceil(frames / per_chunk))
+    if count > 1 and frames - (count - 1) * per_chunk < per_chunk // 2:
+        count -= 1
+    return [range(i * per_chunk, frames if i == count - 1 else (i + 1) * per_chunk)
+            for i in range(count)]  # fmt: skip
+
+
 @step(queue="gpu", retry=RetryPolicy(max_attempts=3, backoff_base=2.0), time_limit=1800)
 def render_scene(ctx: StepContext, params: FrameParams, item: Scene) -> Segment:
     device = torch_device()
-    painter = ScenePainter(item, params.width, params.height, params.fps, device=device)
+    image = ctx.local(item.background) if item.background is not None else None
+    painter = ScenePainter(item, params.width, params.height, params.fps, device, image)
     per_chunk = CHUNK_S * params.fps
-    chunks = max(1, math.ceil(painter.frames / per_chunk))
+    pieces = chunk_ranges(painter.frames, per_chunk)
+    chunks = len(pieces)
     checkpoint = ctx.checkpoint("chunks")
     kept = checkpoint.done()
     rendered = 0
@@ -110,8 +122,7 @@ def render_scene(ctx: StepContext, params: FrameParams, item: Scene) -> Segment:
             ctx.progress(index, painter.frames)
 
     paths: list[Path] = []
-    for chunk in range(chunks):
-        frames = range(chunk * per_chunk, min(painter.frames, (chunk + 1) * per_chunk))
+    for chunk, frames in enumerate(pieces):
         if chunk in kept:
             paths.append(ctx.local(kept[chunk]))
             continue

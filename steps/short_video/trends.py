@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import urllib.request
 from importlib import resources
 from pathlib import Path
@@ -96,6 +97,10 @@ def provider_for(source: str) -> TrendProvider:
 
 
 def choose(trends: list[Trend], params: TrendParams) -> Trend:
+    """The trend asked for by id, else the one matching every word of the topic, else the
+    topic as a trend of its own (any topic is served), else the highest-scored."""
+    if params.topic and not trends:
+        return topic_trend(params.topic)
     if not trends:
         raise PermanentStepError("the trend source is empty")
     if params.trend_id:
@@ -104,16 +109,27 @@ def choose(trends: list[Trend], params: TrendParams) -> Trend:
                 return trend
         raise PermanentStepError(f"no trend with id {params.trend_id!r}")
     if params.topic:
-        words = params.topic.lower().split()
-        scored = [
-            (sum(w in f"{t.title} {t.summary} {' '.join(t.hashtags)}".lower() for w in words), t)
-            for t in trends
-        ]
+        words = re.findall(r"\w+", params.topic.lower())
+
+        def matches(trend: Trend) -> int:
+            text = f"{trend.title} {trend.summary} {' '.join(trend.hashtags)}".lower()
+            found = set(re.findall(r"\w+", text))
+            return sum(w in found for w in words)
+
+        scored = [(matches(t), t) for t in trends]
         best = max(scored, key=lambda pair: (pair[0], pair[1].score))
-        if best[0]:
+        if best[0] == len(words):  # every word of the topic: that trend is the topic
             return best[1]
-        raise PermanentStepError(f"no trend matches topic {params.topic!r}")
+        return topic_trend(params.topic)  # the topic itself: the writer grounds it
     return max(trends, key=lambda t: t.score)
+
+
+def topic_trend(topic: str) -> Trend:
+    """A trend made of a topic no feed has: its words as hashtags, nothing else claimed."""
+    words = re.findall(r"\w+", topic)
+    slug = "-".join(w.lower() for w in words)[:60]
+    tags = [f"#{w.lower()}" for w in words[:3]]
+    return Trend(id=f"topic:{slug}", title=topic.strip(), score=0.0, hashtags=tags)
 
 
 def source_version() -> str | None:

@@ -26,7 +26,7 @@ from db.engine import get_engine
 from db.records import AttemptRecord
 from db.states import RunStatus, StepStatus
 from reelflow.errors import RunStateConflict
-from steps.short_video.render import CHUNK_S
+from steps.short_video.render import CHUNK_S, chunk_ranges
 from tests.support import (
     ApiProcess,
     WorkerProcess,
@@ -294,7 +294,7 @@ async def _render_near_the_end(run_id: uuid.UUID, timeout: float = 180) -> tuple
     while time.monotonic() < deadline:
         for step in (await step_rows(run_id)).values():
             total = (step.progress or {}).get("total", 0)
-            chunks = math.ceil(total / (CHUNK_S * LONG["fps"]))
+            chunks = len(chunk_ranges(total, CHUNK_S * LONG["fps"]))
             if step.step != "render_scene" or step.status is not StepStatus.RUNNING or chunks < 4:
                 continue
             if await _chunks_done(step.id) >= _near_the_end(chunks):
