@@ -22,6 +22,7 @@ from db.states import (
     StepStatus,
     values,
 )
+from workflows.assets.fields import asset_fields
 from workflows.definition.registry import all_workflows
 
 router = APIRouter(tags=["workflows"], responses=documented(500, 503))
@@ -49,6 +50,7 @@ async def list_workflows() -> list[WorkflowOut]:
                 description=wf.description,
                 steps=steps,
                 params_schema=wf.params_model.model_json_schema(),
+                asset_params=dict(asset_fields(wf.params_model)),
                 layout=wf.columns(),
                 graph=wf.graph(),
             )

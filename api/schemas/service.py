@@ -47,6 +47,11 @@ class WorkflowOut(BaseModel):
     description: str
     steps: list[StepInfo]
     params_schema: dict[str, Any]
+    asset_params: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="params naming uploaded assets (POST /assets ids) -> the kind each"
+        " takes (image, audio; null: either)",
+    )
     layout: list[list[str]] = Field(
         description="the steps in columns, left to right: a step's column is one past the"
         " columns of the steps it waits for (what it reads, a map's source)"

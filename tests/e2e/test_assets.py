@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import shutil
 import time
 import uuid
 import wave
@@ -199,6 +200,29 @@ def test_runs_name_only_assets_that_exist_and_fit(client: httpx.Client) -> None:
     assert _runs() == before
 
 
+def test_a_step_reads_an_asset_through_its_context(
+    client: httpx.Client, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`ctx.asset(id)` is the asset as an input artifact; a vanished one fails for good."""
+    from reelflow.errors import AssetVanished, PermanentStepError
+    from reelflow.storage import artifact_store
+    from steps import StepContext
+
+    data = png((3, 33, 133))
+    asset = upload(client, data).json()
+    ctx = StepContext(run_id=uuid.uuid4(), key="render_scene[0]", attempt=1,
+                      store=artifact_store(), scratch=tmp_path)  # fmt: skip
+    found = ctx.asset(asset["id"])
+    assert (found.sha256, found.size) == (asset["sha256"], asset["size"])
+    assert found.key and found.key.startswith(f"assets/{asset['sha256']}/")
+    assert ctx.local(found).read_bytes() == data
+    with pytest.raises(AssetVanished):
+        ctx.asset(MISSING)
+    Path(found.path).unlink()  # the file lost behind the row's back
+    with pytest.raises(PermanentStepError, match="file of asset"):
+        ctx.asset(uuid.UUID(asset["id"]))
+
+
 def _cancelled_run(client: httpx.Client, params: dict[str, Any]) -> str:
     created = client.post("/runs", json={"workflow": "short_video", "params": params})
     assert created.status_code in (201, 202), created.text
@@ -244,3 +268,51 @@ def test_prune_keeps_an_asset_a_kept_run_names(client: httpx.Client, env: dict[s
     back = upload(client, png((40, 40, 220)))
     assert back.status_code == 201 and back.json()["id"] != used["id"]
     assert [p for p in stored(env) if used["sha256"] in str(p)]
+
+
+def test_the_start_form_uploads_and_names_the_assets(
+    api: ApiProcess, client: httpx.Client, tmp_path: Path
+) -> None:
+    """In a real Chromium: files picked on short_video's start form are uploaded, their ids
+    go into the run's params, and an audio file picked as an image is refused in words."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is a test extra")
+    files = {"a.png": png((1, 90, 1)), "b.png": png((1, 1, 90)), "t.wav": wav(0.03)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on(
+                "console",
+                lambda msg: (
+                    msg.type == "error"
+                    and not msg.text.startswith("Failed to load resource")
+                    and errors.append(msg.text)
+                ),
+            )  # a CSP violation
+            page.goto(f"{api.url}/ui/new?workflow=short_video")
+            page.locator("#p-images").set_input_files([tmp_path / "a.png", tmp_path / "b.png"])
+            sync_api.expect(page.locator("#p-images-assets li[data-asset-id]")).to_have_count(2)
+            page.locator("#p-music").set_input_files(tmp_path / "a.png")
+            sync_api.expect(page.locator("#p-music-error")).to_contain_text("not audio")
+            page.locator("#p-music").set_input_files(tmp_path / "t.wav")
+            sync_api.expect(page.locator("#p-music-assets li[data-asset-id]")).to_have_count(1)
+            page.get_by_role("button", name="Start run").click()
+            page.wait_for_url("**/ui/runs/*")
+            run_id = page.url.rsplit("/", 1)[1]
+        finally:
+            browser.close()
+    assert not errors, errors
+    run = client.get(f"/runs/{run_id}").json()
+    client.post(f"/runs/{run_id}/cancel")
+    by_sha = {a["sha256"]: a["id"] for a in client.get("/assets").json()}
+    wanted = [by_sha[hashlib.sha256(png(c)).hexdigest()] for c in ((1, 90, 1), (1, 1, 90))]
+    assert run["params"]["images"] == wanted
+    assert run["params"]["music"] == by_sha[hashlib.sha256(wav(0.03)).hexdigest()]

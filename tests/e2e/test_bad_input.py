@@ -150,6 +150,36 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         422,
         "idempotency_key_reused",
     ),
+    "unknown asset id in params": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"images": [MISSING]}}},
+        422,
+        "unknown_asset",
+    ),
+    "executable uploaded as .png": (
+        "POST",
+        "/assets",
+        {"files": {"file": ("x.png", b"MZ\x90\x00" + bytes(300), "image/png")}},
+        415,
+        "unsupported_media_type",
+    ),
+    "upload that is not multipart": (
+        "POST",
+        "/assets",
+        {"json": {"file": "x"}},
+        415,
+        "unsupported_media_type",
+    ),
+    "upload without a file part": (
+        "POST",
+        "/assets",
+        {"files": {"image": ("x.png", b"\x89PNG\r\n\x1a\n", "image/png")}},
+        422,
+        "validation_error",
+    ),
+    "malformed asset id": ("GET", "/assets/not-a-uuid", {}, 422, "validation_error"),
+    "unknown asset id": ("GET", f"/assets/{MISSING}", {}, 404, "asset_not_found"),
     "malformed run id": ("GET", "/runs/not-a-uuid", {}, 422, "validation_error"),
     "unknown run id": ("GET", f"/runs/{MISSING}", {}, 404, "run_not_found"),
     "resume an unknown run": ("POST", f"/runs/{MISSING}/resume", {}, 404, "run_not_found"),
@@ -226,7 +256,7 @@ def run_id(client: httpx.Client) -> str:
     return run
 
 
-async def _counts() -> tuple[int, int, int]:
+async def _counts() -> tuple[int, ...]:
     from sqlalchemy import text
 
     from db.engine import get_engine
@@ -236,11 +266,11 @@ async def _counts() -> tuple[int, int, int]:
             await conn.execute(
                 text(
                     "SELECT (SELECT count(*) FROM workflow_runs), (SELECT count(*) FROM step_runs),"
-                    " (SELECT count(*) FROM run_events)"
+                    " (SELECT count(*) FROM run_events), (SELECT count(*) FROM assets)"
                 )
             )
         ).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    return tuple(int(n) for n in row)
 
 
 @pytest.mark.parametrize("name", list(CASES))

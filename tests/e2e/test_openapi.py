@@ -26,6 +26,7 @@ def test_operation_ids_are_names_a_generated_client_can_use(doc: dict[str, Any])
         "livez", "readyz", "health", "metrics", "prune_runs",
         "list_run_attempts", "list_run_history", "list_workers", "list_states",
         "revise_run", "list_revisions", "list_pools",
+        "upload_asset", "get_asset", "list_assets",
     }  # fmt: skip
 
 
@@ -44,6 +45,10 @@ def test_every_answer_is_documented_and_only_those(doc: dict[str, Any]) -> None:
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert "text/event-stream" in events and "application/octet-stream" in artifact["content"]
     assert any(t.startswith("text/plain") for t in metrics)
+    upload = doc["paths"]["/assets"]["post"]
+    assert {"200", "201", "403", "413", "415", "422"} <= set(upload["responses"])
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"] and form["properties"]["file"]["format"] == "binary"
 
 
 def test_dry_runs_answer_200_with_the_plan(api: ApiProcess) -> None:

@@ -26,6 +26,22 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   return { status: response.status, data };
 }
 
+/** Upload one file (POST /assets, multipart): the asset {id, sha256, kind, size, ...}.
+ * X-Requested-With says it is no cross-site form (the API refuses form-shaped writes). */
+export async function uploadAsset(file) {
+  const token = localStorage.getItem(TOKEN_KEY);
+  const headers = { Accept: "application/json", "X-Requested-With": "fetch" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const body = new FormData();
+  body.append("file", file, file.name);
+  const response = await fetch("/assets", { method: "POST", headers, body });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
+  if (!response.ok) throw new Problem(response.status, data);
+  return data;
+}
+
 /** A problem, in words an operator can act on. */
 export function explain(error) {
   if (!(error instanceof Problem)) return `The API did not answer (${error.message}).`;
@@ -34,6 +50,7 @@ export function explain(error) {
   if (error.status === 409) return `Not now: ${detail} (409${error.body.run_status ? `, the run is ${error.body.run_status}` : ""}).`;
   if (error.status === 503) return `The service is unavailable: ${detail} (503). Try again shortly.`;
   if (error.status === 429) return `Too many requests: ${detail} (429).`;
+  if (error.status === 413 || error.status === 415) return `Not taken: ${detail} (${error.status}).`;
   return `${detail} (${error.status}).`;
 }
 

@@ -1,9 +1,10 @@
-// Start a run (/ui/new): a form drawn from the workflow's params schema; the API's
-// validation errors are shown next to their fields.
+// Start a run (/ui/new): a form drawn from the workflow's params schema (files for the
+// params naming uploads); the API's validation errors are shown next to their fields.
 
 import { api, explain } from "../api.js";
 import { h, runPath, say, setPage } from "../dom.js";
 import { go, live } from "../nav.js";
+import { assetField } from "../uploads.js";
 
 function fieldFor(name, given, required) {
   const id = `p-${name}`;
@@ -36,6 +37,9 @@ export async function newRunPage(gen, query) {
   const workflow = workflows.find((w) => w.name === chosen) || workflows[0];
   const props = workflow.params_schema.properties || {};
   const required = new Set(workflow.params_schema.required || []);
+  const assetKinds = workflow.asset_params || {};
+  const uploads = Object.fromEntries(Object.keys(assetKinds).filter((n) => props[n])
+    .map((n) => [n, assetField(n, props[n], assetKinds[n])]));
   const form = h("form", { id: "new-run", novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
     const params = {};
@@ -46,6 +50,9 @@ export async function newRunPage(gen, query) {
       else if (el.dataset.type === "integer") params[el.name] = Number.parseInt(el.value, 10);
       else if (el.dataset.type === "number") params[el.name] = Number(el.value);
       else params[el.name] = el.value;
+    }
+    for (const [name, field] of Object.entries(uploads)) {
+      if (field.ids() !== null) params[name] = field.ids();
     }
     form.querySelectorAll(".error-text").forEach((el) => { el.textContent = ""; });
     const key = form.querySelector("#idempotency-key").value.trim();
@@ -66,7 +73,8 @@ export async function newRunPage(gen, query) {
       say(explain(error), true);
       for (const err of error.body?.errors || []) {
         const name = String(err.field || "").replace(/^params\./, "");
-        const slot = form.querySelector(`#p-${CSS.escape(name)}-error`);
+        const slot = form.querySelector(`#p-${CSS.escape(name)}-error`)
+          || form.querySelector(`#p-${CSS.escape(name.split(".")[0])}-error`); // images.1
         if (slot) slot.textContent = err.message;
       }
     }
@@ -75,7 +83,8 @@ export async function newRunPage(gen, query) {
       h("select", { id: "workflow", name: "workflow", onchange: (e) => go(`/ui/new?workflow=${e.target.value}`) },
         workflows.map((w) => h("option", { value: w.name, selected: w.name === workflow.name }, w.name))),
       h("div", { class: "hint" }, workflow.description)),
-    Object.entries(props).map(([name, schema]) => fieldFor(name, schema, required.has(name))),
+    Object.entries(props).map(([name, schema]) => uploads[name]?.element
+      || fieldFor(name, schema, required.has(name))),
     h("div", { class: "field" }, h("label", { for: "idempotency-key" }, "Idempotency key (optional)"),
       h("input", { id: "idempotency-key", name: "idempotency_key", size: 40, maxlength: 200 }),
       h("div", { class: "hint" }, "The same key and params again returns the same run instead of a new one.")),
