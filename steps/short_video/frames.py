@@ -26,7 +26,7 @@ from steps.short_video.models import FONT_PATH, Scene
 
 FADE_S = 0.25  # a caption's fade in
 DIP_S = 0.12  # the dip through black at each end of a scene
-SCALE = 4
+SCALE = 8
 BAND_WIDTH = 0.08
 ZOOM = 0.08  # how much closer the background gets over a scene
 HIGHLIGHT = np.array((255, 214, 10), np.uint32)  # the word being spoken
@@ -155,6 +155,7 @@ class ScenePainter:
             for p in scene.phrases
         ] or [caption(scene.caption, 0.0, [], width, height)]
         self.bar_h = max(4, height // 160)
+        self._layer_cache: dict[tuple[int, int, int], Image.Image] = {}
         if device is not None:
             import torch
 
@@ -234,9 +235,9 @@ class ScenePainter:
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` of the scene, (h, w, 4) uint8 RGBA (opaque)."""
         t = index / self.fps
-        img = np.empty((self.h, self.w, 4), np.uint8)
-        img[..., 3] = 255
         if self.image is not None:
+            img = np.empty((self.h, self.w, 4), np.uint8)
+            img[..., 3] = 255
             img[..., :3] = self._picture(t)
         else:
             small = np.empty((self.lh, self.lw, 4), np.uint8)
@@ -254,19 +255,40 @@ class ScenePainter:
         return img
 
     def _caption(self, img: np.ndarray, t: float) -> None:
-        cap = self.captions[self.caption_at(t)]
-        fade = int(min(1.0, max(0.0, t - cap.start_s) / FADE_S) * 256) if FADE_S else 256
-        ink = ((cap.ink * fade) >> 8)[..., None].astype(np.uint32)
-        dark = (cap.shadow * ((fade * 154) >> 8)) >> 8  # the shadow darkens by 60%
-        keep = (256 - dark)[..., None].astype(np.uint32)
-        mh, mw = cap.ink.shape
-        under = img[cap.y0 : cap.y0 + mh, cap.x0 : cap.x0 + mw, :3].astype(np.uint32)
-        region = (under * keep) >> 8
-        colour = np.empty((mh, mw, 3), np.uint32)
-        colour[...] = 255
+        """Composite the current phrase over the frame (Pillow's paste with a mask: integer
+        blending in C): its shadow darkens by 60%, then its ink covers, white, or yellow
+        for the word being spoken. The layers are made once per phrase and word."""
+        which = self.caption_at(t)
+        cap = self.captions[which]
+        fade = int(min(1.0, max(0.0, t - cap.start_s) / FADE_S) * 255) if FADE_S else 255
         spoken = [i for i, s in enumerate(cap.word_starts) if s <= t + 1e-9]
-        if spoken and spoken[-1] < len(cap.boxes):  # the word being spoken, lit
-            x0, x1, y0, y1 = cap.boxes[spoken[-1]]
-            colour[y0:y1, x0:x1] = HIGHLIGHT
-        region = (region * (np.uint32(256) - ink) + colour * ink) >> 8
-        img[cap.y0 : cap.y0 + mh, cap.x0 : cap.x0 + mw, :3] = region.astype(np.uint8)
+        lit = spoken[-1] if spoken and spoken[-1] < len(cap.boxes) else -1
+        layer = self._layer(which, lit, fade)
+        frame = Image.frombuffer("RGBA", (self.w, self.h), img, "raw", "RGBA", 0, 1)
+        frame.readonly = False
+        frame.paste(layer, (cap.x0, cap.y0), layer)
+
+    def _layer(self, which: int, lit: int, fade: int) -> Image.Image:
+        """The shadow with the text over it, as one layer (the "over" operator is
+        associative: pasting the two at once is pasting one, then the other)."""
+        key = (which, lit, fade)
+        found = self._layer_cache.get(key)
+        if found is not None:
+            return found
+        cap = self.captions[which]
+        mh, mw = cap.ink.shape
+        to_alpha = fade / 256
+        shadow = np.zeros((mh, mw, 4), np.uint8)
+        shadow[..., 3] = np.minimum(255, cap.shadow * 154 * to_alpha / 256).astype(np.uint8)
+        text = np.zeros((mh, mw, 4), np.uint8)
+        text[..., :3] = 255
+        if lit >= 0:
+            x0, x1, y0, y1 = cap.boxes[lit]
+            text[y0:y1, x0:x1, :3] = HIGHLIGHT.astype(np.uint8)
+        text[..., 3] = np.minimum(255, cap.ink * to_alpha).astype(np.uint8)
+        layer = Image.alpha_composite(
+            Image.fromarray(shadow, "RGBA"), Image.fromarray(text, "RGBA")
+        )
+        if fade == 255:  # a fading layer is drawn once: not worth keeping
+            self._layer_cache[key] = layer
+        return layer
