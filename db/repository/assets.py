@@ -54,8 +54,15 @@ def _record(row: object) -> AssetRecord:
     return AssetRecord.model_validate(row)
 
 
-async def find_by_sha(conn: AsyncConnection, *, sha256: str) -> AssetRecord | None:
-    row = (await conn.execute(select(assets).where(assets.c.sha256 == sha256))).one_or_none()
+async def find_by_sha(
+    conn: AsyncConnection, *, sha256: str, hold: bool = False
+) -> AssetRecord | None:
+    """The asset of these bytes; with `hold`, its row is held (FOR KEY SHARE) until the
+    caller's transaction ends, after waiting for a prune deleting it (then: None)."""
+    stmt = select(assets).where(assets.c.sha256 == sha256)
+    if hold:
+        stmt = stmt.with_for_update(key_share=True)
+    row = (await conn.execute(stmt)).one_or_none()
     return _record(row) if row else None
 
 

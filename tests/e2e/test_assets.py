@@ -19,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.support import ApiProcess, patched_environment
+from tests.support import ApiProcess, S3Server, WorkerProcess, patched_environment
 
 LIMIT = 16_384  # ASSET_MAX_BYTES of this module's API
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -221,6 +221,40 @@ def test_a_step_reads_an_asset_through_its_context(
     Path(found.path).unlink()  # the file lost behind the row's back
     with pytest.raises(PermanentStepError, match="file of asset"):
         ctx.asset(uuid.UUID(asset["id"]))
+    # Uploading the same bytes again puts the lost file back, under the same asset.
+    assert upload(client, data).json() == asset
+    assert ctx.local(ctx.asset(asset["id"])).read_bytes() == data
+
+
+def test_uploads_to_object_storage_are_stored_once_and_read_by_steps(
+    env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With ARTIFACT_URL=s3://...: the same bytes twice are one object, a refused upload
+    puts none, and a step's context downloads the asset it names."""
+    from reelflow.storage import artifact_store
+    from steps import StepContext
+
+    s3 = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    s3.start()
+    bucket = s3.env("uploads")
+    api = ApiProcess({**env, **bucket}, tmp_path_factory.mktemp("api-s3") / "api.log")
+    try:
+        api.start()
+        with api.client(timeout=30) as client, patched_environment(bucket):
+            data = png((77, 7, 177))
+            first, again = upload(client, data), upload(client, data, "again.png")
+            assert (first.status_code, again.status_code) == (201, 200), first.text
+            assert again.json()["id"] == first.json()["id"]
+            assert upload(client, b"MZ\x90\x00" + bytes(100)).status_code == 415
+            store = artifact_store()
+            assert store.keys("assets/") == [f"assets/{first.json()['sha256']}/asset.png"]
+            ctx = StepContext(run_id=uuid.uuid4(), key="render_scene[0]", attempt=1,
+                              store=store, scratch=tmp_path_factory.mktemp("step"))  # fmt: skip
+            found = ctx.asset(first.json()["id"])
+            assert found.path.startswith("s3://") and ctx.local(found).read_bytes() == data
+    finally:
+        api.stop()
+        s3.stop()
 
 
 def _cancelled_run(client: httpx.Client, params: dict[str, Any]) -> str:
@@ -236,6 +270,39 @@ def _cancelled_run(client: httpx.Client, params: dict[str, Any]) -> str:
             return run_id
         assert time.monotonic() < deadline, run
         time.sleep(0.2)
+
+
+def test_concurrent_uploads_of_one_file_make_one_asset(
+    client: httpx.Client, env: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = png((123, 45, 67))
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: upload(client, data, f"{i}.png"), range(6)))
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    sha = answers[0].json()["sha256"]
+    assert len([p for p in stored(env) if sha in str(p)]) == 1 and not leftovers(env)
+
+
+def test_a_revision_names_only_assets_that_exist_and_fit(client: httpx.Client) -> None:
+    image = upload(client, png((9, 99, 199))).json()
+    audio = upload(client, wav(0.02), "r.wav").json()
+    run_id = _cancelled_run(client, {})
+    for patch, code in (({"images": [MISSING]}, "unknown_asset"),
+                        ({"music": image["id"]}, "wrong_asset_kind")):  # fmt: skip
+        body = {"params": patch, "reason": "new media"}
+        refused = client.post(f"/runs/{run_id}/revise", json=body)
+        assert refused.status_code == 422 and refused.json()["code"] == code, refused.text
+    body = {"params": {"images": [image["id"]], "music": audio["id"]}, "reason": "new media"}
+    plan = client.post(f"/runs/{run_id}/revise", params={"dry_run": "true"}, json=body)
+    assert plan.status_code == 200, plan.text
+    assert not sql("SELECT 1 FROM asset_refs WHERE run_id = :r", r=run_id)  # a dry run
+    assert client.post(f"/runs/{run_id}/revise", json=body).status_code == 202
+    client.post(f"/runs/{run_id}/cancel")
+    refs = sql("SELECT asset_id FROM asset_refs WHERE run_id = :r", r=run_id)
+    assert {str(r["asset_id"]) for r in refs} == {image["id"], audio["id"]}
 
 
 def test_prune_keeps_an_asset_a_kept_run_names(client: httpx.Client, env: dict[str, str]) -> None:

@@ -99,8 +99,10 @@ async def admit(upload: Upload) -> tuple[AssetRecord, bool]:
     )  # fmt: skip
     async with get_engine().begin() as conn:
         await repo.lock_content(conn, sha256=upload.sha256)
-        found = await repo.find_by_sha(conn, sha256=upload.sha256)
+        found = await repo.find_by_sha(conn, sha256=upload.sha256, hold=True)
         if found is not None:
+            if await asyncio.to_thread(store.size, found.key) is None:
+                await asyncio.to_thread(_place, store, found.key, upload)  # lost: put back
             return found, False
         await asyncio.to_thread(_place, store, key, upload)
         try:
