@@ -62,7 +62,8 @@ class Settings(MediaSettings):
     )
     scratch_dir: Path = Field(
         Path(".reelflow/scratch"),
-        description="Worker-local files of steps using object storage (REELFLOW_HOME/scratch)",
+        description="Local files in flight: steps' downloads, uploads being received"
+        " (REELFLOW_HOME/scratch)",
     )
     aws_endpoint_url: str | None = Field(
         None, description="S3 endpoint (MinIO, R2, ...); unset: AWS for AWS_REGION"
