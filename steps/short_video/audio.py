@@ -123,7 +123,7 @@ def normalised(samples: np.ndarray) -> tuple[np.ndarray, float, float]:
     if not np.any(out):
         return out, -120.0, -120.0
     ceiling = 10 ** (TARGET_PEAK_DBTP / 20)
-    for _ in range(4):  # gain to the target, limit the peaks, measure again
+    for _ in range(8):  # gain to the target, limit the peaks, measure again
         gain = 10 ** ((TARGET_LUFS - loudness_lufs(out)) / 20)
         out = (out * gain).astype(np.float32)
         if true_peak_dbtp(out) <= TARGET_PEAK_DBTP:

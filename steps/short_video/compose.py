@@ -7,17 +7,21 @@ is encoded to AAC. A PNG thumbnail is taken from the middle of the first scene.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
+from scipy.signal import resample_poly
 
 from reelflow.errors import PermanentStepError
 from steps import StepContext, step
 from steps.short_video.models import FrameParams, Script, Segment, VideoOut, VoiceOut
 
 AUDIO_RATE = 48000
+MAX_PEAK_DBTP = -1.0
 
 
 def _video_packets(paths: list[Path], out_stream: Any) -> list[tuple[float, Any]]:
@@ -45,12 +49,19 @@ def _duration(stream: Any) -> float:
     return float(stream.frames / stream.average_rate) if stream.frames else 0.0
 
 
-def _audio_packets(wav: Path, out_stream: Any, duration: float) -> list[tuple[float, Any]]:
+def _audio_packets(
+    wav: Path, out_stream: Any, duration: float, gain: float = 1.0
+) -> list[tuple[float, Any]]:
     packets = []
     resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
     with av.open(str(wav)) as source:
         for frame in source.decode(audio=0):
             for converted in resampler.resample(frame):
+                if gain != 1.0:
+                    scaled = (converted.to_ndarray() * np.float32(gain)).astype(np.float32)
+                    again = av.AudioFrame.from_ndarray(scaled, format="fltp", layout="mono")
+                    again.sample_rate, again.pts = converted.sample_rate, converted.pts
+                    converted = again
                 for packet in out_stream.encode(converted):
                     packets.append(packet)
         for converted in resampler.resample(None):
@@ -60,7 +71,30 @@ def _audio_packets(wav: Path, out_stream: Any, duration: float) -> list[tuple[fl
     return [(float((p.dts or 0) * tb), p) for p in packets if float((p.pts or 0) * tb) < duration]
 
 
-def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
+def encoded_true_peak(video: Path) -> float:
+    """The true peak (dBTP) of a video's audio as a player decodes it."""
+    with av.open(str(video)) as source:
+        chunks = [f.to_ndarray().reshape(-1) for f in source.decode(audio=0)]
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(1, np.float32)
+    peak = float(np.max(np.abs(resample_poly(samples.astype(np.float64), 4, 1))))
+    return 20 * math.log10(peak) if peak > 0 else -120.0
+
+
+def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> float:
+    """Write the video; returns the true peak of its encoded audio. AAC can overshoot the
+    mix's peaks: when the encoded peak passes -1 dBTP, the audio is encoded again, lower by
+    as much as it passed."""
+    gain = 1.0
+    for _ in range(3):
+        _compose(segments, wav, out, thumb, gain)
+        peak = encoded_true_peak(out)
+        if peak <= MAX_PEAK_DBTP:
+            break
+        gain *= 10 ** ((MAX_PEAK_DBTP - 0.2 - peak) / 20)
+    return peak
+
+
+def _compose(segments: list[Path], wav: Path, out: Path, thumb: Path, gain: float) -> None:
     with av.open(str(segments[0])) as first:
         template = first.streams.video[0]
         middle = (template.frames or 1) // 2  # the caption has faded in by then
@@ -77,7 +111,7 @@ def compose(segments: list[Path], wav: Path, out: Path, thumb: Path) -> None:
             for path in segments:
                 with av.open(str(path)) as source:
                     duration += _duration(source.streams.video[0])
-            merged = _video_packets(segments, video) + _audio_packets(wav, audio, duration)
+            merged = _video_packets(segments, video) + _audio_packets(wav, audio, duration, gain)
             merged.sort(key=lambda pair: pair[0])
             for _, packet in merged:
                 target.mux(packet)
@@ -95,7 +129,7 @@ def compose_video(
     if [s.index for s in ordered] != [scene.index for scene in write_script.scenes]:
         raise PermanentStepError("the rendered segments do not match the script's scenes")
     with ctx.artifact("video.mp4") as video, ctx.artifact("thumbnail.png") as thumb:
-        compose(
+        peak = compose(
             [ctx.local(s.video) for s in ordered],
             ctx.local(synthesize_voice.audio),
             video.path,
@@ -109,4 +143,5 @@ def compose_video(
         fps=params.fps,
         video=video.artifact,
         thumbnail=thumb.artifact,
+        true_peak_dbtp=round(peak, 2),
     )

@@ -26,7 +26,7 @@ from steps.short_video.models import FONT_PATH, Scene
 
 FADE_S = 0.25  # a caption's fade in
 DIP_S = 0.12  # the dip through black at each end of a scene
-SCALE = 8
+SCALE = 4
 BAND_WIDTH = 0.08
 ZOOM = 0.08  # how much closer the background gets over a scene
 HIGHLIGHT = np.array((255, 214, 10), np.uint32)  # the word being spoken
@@ -155,6 +155,7 @@ class ScenePainter:
             for p in scene.phrases
         ] or [caption(scene.caption, 0.0, [], width, height)]
         self.bar_h = max(4, height // 160)
+        self._small = np.full((self.lh, self.lw, 4), 255, np.uint8)  # RGBA, low resolution
         self._layer_cache: dict[tuple[int, int, int], Image.Image] = {}
         if device is not None:
             import torch
@@ -198,16 +199,22 @@ class ScenePainter:
         gain = 1.0 + (0.08 * math.sin(2 * math.pi * t / 1.5) if motion == "pulse" else 0.0)
         centre = (t / 3.0) % 1.5 - 0.25
         if self.device is None:
+            # The gradient varies by row only (one colour a row) and the band's position is
+            # a row part plus a column part: only the blend is per pixel, one channel at a
+            # time, written straight into the frame's low-resolution buffer.
             r, c = rows / np.float32(zoom), cols / np.float32(zoom)
-            mix = np.clip(r + np.float32(0.5 + shift), 0.0, 1.0)[..., None]
-            img = np.clip((top + (bottom - top) * mix) * np.float32(gain), 0.0, 255.0)
-            diag = (r + c + np.float32(1.0)) / np.float32(2.0)
-            slot = np.clip(
-                ((diag - np.float32(centre) + 2.0) * _LUT_STEPS).astype(np.int32), 0, 4095
-            )
-            img = img + (self.accent - img) * _BAND_LUT[slot][..., None]
-            out: np.ndarray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-            return out
+            mix = np.clip(r + np.float32(0.5 + shift), 0.0, 1.0)  # (lh, 1)
+            base = np.clip((top + (bottom - top) * mix) * np.float32(gain), 0.0, 255.0)
+            row_at = (r + np.float32(1.0)) / np.float32(2.0) - np.float32(centre) + 2.0
+            at = row_at * _LUT_STEPS + c * np.float32(_LUT_STEPS / 2)
+            band = _BAND_LUT[np.clip(at.astype(np.int32), 0, 4095)]  # (lh, lw)
+            towards = self.accent - base  # (lh, 3)
+            for k in range(3):
+                channel = band * towards[:, k : k + 1]
+                channel += base[:, k : k + 1] + np.float32(0.5)
+                np.clip(channel, 0, 255, out=channel)
+                self._small[..., k] = channel
+            return self._small[..., :3]
         import torch
 
         r, c = rows / zoom, cols / zoom
@@ -240,10 +247,10 @@ class ScenePainter:
             img[..., 3] = 255
             img[..., :3] = self._picture(t)
         else:
-            small = np.empty((self.lh, self.lw, 4), np.uint8)
-            small[..., :3] = self.background(t)
-            small[..., 3] = 255
-            packed = small.view(np.uint32)[..., 0]  # upscale as whole 32-bit pixels
+            painted = self.background(t)
+            if self.device is not None:
+                self._small[..., :3] = painted
+            packed = self._small.view(np.uint32)[..., 0]  # upscale as whole 32-bit pixels
             big = np.repeat(np.repeat(packed, SCALE, axis=1), SCALE, axis=0)[: self.h, : self.w]
             img = np.ascontiguousarray(big).view(np.uint8).reshape(self.h, self.w, 4)
         self._caption(img, t)

@@ -217,6 +217,8 @@ class VideoOut(BaseModel):
     fps: int
     video: Artifact
     thumbnail: Artifact
+    #: The encoded audio's true peak (dBTP), as a player decodes it.
+    true_peak_dbtp: float | None = None
 
 
 class Published(BaseModel):
