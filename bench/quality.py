@@ -172,7 +172,7 @@ def main() -> None:
             "caption_overflows": overflows(script, 720, 1280),
             "voice": {
                 k: out["synthesize_voice"][k] for k in ("engine", "loudness_lufs", "true_peak_dbtp")
-            },  # fmt: skip
+            },
         }
     print(json.dumps(result, indent=2))
 

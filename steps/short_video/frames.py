@@ -5,9 +5,8 @@ The background is either the scene's image (centre-cropped to the frame, slowly 
 panned) or a gradient with a soft diagonal band sweeping across, computed at a quarter of
 the resolution (NumPy, or torch on a CUDA device) under a slow zoom, and scaled up by
 repeating pixels. A phrase's caption is laid out once (lines that fit the safe area, the
-font shrunk until they do) with each word's box; a frame blends it only where it has ink.
-Everything is integer arithmetic after the background, so a frame is the same bits every
-time it is drawn.
+font shrunk until they do) with each word's box, and pasted as one cached layer. A frame
+is the same bits every time it is drawn (integer blending after the background).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class ShortVideoParams(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=20, description="retry budget of every step")
 
     #: Params naming uploaded assets: each id must name an asset when the run is started.
-    asset_fields: ClassVar[tuple[str, ...]] = ("images", "music")
+    asset_fields: ClassVar[dict[str, str]] = {"images": "image", "music": "audio"}
 
     @field_validator("topic")
     @classmethod
@@ -85,7 +85,6 @@ class TrendParams(BaseModel):
 class ScriptParams(TrendParams):
     length_seconds: int = 30
     fps: int = 30
-    voice: bool = True  # the narration is timed by the synthesizer when it speaks
     images: list[uuid.UUID] = []
 
 

@@ -241,8 +241,10 @@ def _phrase(text: str, start: float, seconds: float, wpm: int, events: Events) -
 
 def build_script(draft: Draft, trend_id: str, hashtags: list[str], params: ScriptParams,
                  backgrounds: list[Artifact] | None = None) -> Script:  # fmt: skip
-    lines, wpm = choose(draft, params.length_seconds, params.voice)
-    laid = lay_out(lines, wpm, params.length_seconds, params.fps, params.voice)
+    # Timed by the synthesizer whether or not the voice is heard: the captions keep the
+    # pace of speech, and turning the narration off changes the sound, not the pictures.
+    lines, wpm = choose(draft, params.length_seconds, voiced=True)
+    laid = lay_out(lines, wpm, params.length_seconds, params.fps, voiced=True)
     scenes = []
     for i, scene in enumerate(laid):
         offset = scene.start_frame / params.fps

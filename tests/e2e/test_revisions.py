@@ -143,7 +143,7 @@ def test_a_patch_of_a_param_no_render_reads_renders_nothing(
     renders = {k: n for k, n in _attempts(after).items() if k.startswith("render_scene[")}
     assert renders == {k: n for k, n in _attempts(run).items() if k.startswith("render_scene[")}
     voice = next(s for s in after["steps"] if s["key"] == "synthesize_voice")
-    assert voice["output"]["engine"] == "tone-bed"
+    assert voice["output"]["engine"] == "none"  # the music bed alone
 
 
 def test_bad_revisions_get_a_4xx_and_change_nothing(

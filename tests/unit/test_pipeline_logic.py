@@ -70,12 +70,12 @@ def test_file_and_url_providers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("length", [15, 30, 45, 60])
 def test_script_is_deterministic_and_exactly_timed(length: int) -> None:
-    """Untimed (no voice): the writer's lines estimated at the base rate fill the length."""
+    """The writer's lines, timed by the synthesizer, fill the length exactly."""
     from steps.short_video.models import ScriptParams
     from steps.short_video.writers import OfflineWriter
 
     trend = BuiltinProvider().load()[0]
-    params = ScriptParams(length_seconds=length, fps=30, voice=False)
+    params = ScriptParams(length_seconds=length, fps=30)
     draft = OfflineWriter().draft(trend, length)
     script = build_script(draft, trend.id, trend.hashtags, params)
     again = OfflineWriter().draft(trend, length)
