@@ -127,7 +127,12 @@ def exploring_lines(topic: str, *, known: bool = False) -> list[str]:
         f"Next, ask who {topic} matters to, and why people are talking about it now.",
         f"Find one surprising fact about {topic}, and check it against two sources.",
         f"Then look for a picture, a map or a timeline that shows {topic} at a glance.",
-        f"Finally, explain {topic} to a friend in one sentence. If you can, you know it.",
+        f"Then explain {topic} to a friend in one sentence. If you can, you know it.",
+        f"Look for the people who know {topic} best, and read what they wrote first.",
+        f"Ask what changed about {topic} in the last ten years, and what might change next.",
+        f"Compare {topic} with something you already know well: what is alike, what is not?",
+        f"Write down the one question about {topic} you still cannot answer.",
+        f"Come back to {topic} in a week, and see what you remember.",
     ]
 
 
@@ -149,9 +154,11 @@ class OfflineWriter:
         entry = self.knowledge.lookup(topic) if not lines else None
         lines += known_lines(entry) if entry else []
         lines += exploring_lines(topic, known=bool(lines))
-        lines += [
+        lines += [  # short ones last: they fill what the long ones leave
             _sentence(f"Keep an eye on {topic}: there is always more to learn"),
             _sentence(f"Tell us in the comments what you would like to know about {topic}"),
+            _sentence(f"There is more to {topic} than fits in a short video"),
+            _sentence("Save this for later"),
         ]
         return Draft(
             writer=self.name,

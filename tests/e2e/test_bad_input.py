@@ -42,6 +42,20 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         422,
         "invalid_params",
     ),
+    "topic the caption font cannot draw": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"topic": "火山"}}},
+        422,
+        "invalid_params",
+    ),
+    "topic with no letter or digit": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"topic": "?!"}}},
+        422,
+        "invalid_params",
+    ),
     "unknown param": (
         "POST",
         "/runs",

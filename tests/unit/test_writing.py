@@ -1,0 +1,73 @@
+"""The offline writer's knowledge and honesty, topics the API refuses, the caption's safe
+area, and the loudness of the mix: pure parts of the video, no services."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from steps.short_video import audio
+from steps.short_video.frames import SAFE_LINES, SAFE_W, layout_caption
+from steps.short_video.knowledge import Knowledge
+from steps.short_video.models import ShortVideoParams
+from steps.short_video.speech import RATE
+from steps.short_video.trends import topic_trend
+from steps.short_video.writers import OfflineWriter
+
+
+def test_the_knowledge_finds_topics_as_written_joined_or_by_head_noun() -> None:
+    knowledge = Knowledge()
+    volcano = knowledge.lookup("volcano")
+    assert volcano and "lava" in volcano.senses[0].definition
+    bee = knowledge.lookup("honey bee")  # honeybee, one word in WordNet
+    assert bee and bee.lemma == "honeybee" and not bee.head_only
+    assert "honey" in bee.senses[0].definition and bee.senses[0].kind_of == ["bee"]
+    phrase = knowledge.lookup("ocean pollution")
+    assert phrase and phrase.head_only and phrase.lemma == "pollution"
+    # A capitalised name WordNet lacks as a whole is not guessed from its parts
+    # (WordNet's Lovelace is a 17th-century poet, its ADA an enzyme).
+    assert knowledge.lookup("Ada Lovelace") is None
+    assert knowledge.lookup("Ünïcödé tést") is None
+
+
+def test_the_writer_grounds_known_topics_and_says_when_it_knows_nothing() -> None:
+    known = OfflineWriter().draft(topic_trend("honey bee"), 30)
+    text = " ".join(known.lines)
+    assert "A honey bee is a social bee often domesticated for the honey it produces." in text
+    assert "no entry" not in text
+    unknown = OfflineWriter().draft(topic_trend("Ada Lovelace"), 30)
+    assert unknown.lines[0].startswith("Our offline notes have no entry for Ada Lovelace")
+    assert all("Ada Lovelace" in line for line in unknown.lines[:6])  # about it, no facts
+
+
+@pytest.mark.parametrize("topic", ["!!!", "   ", "火山", "volcano \x00"])
+def test_a_topic_that_cannot_be_served_is_refused(topic: str) -> None:
+    with pytest.raises(ValidationError):
+        ShortVideoParams(topic=topic)
+
+
+def test_a_topic_the_font_draws_is_accepted_and_tidied() -> None:
+    assert ShortVideoParams(topic="  Ünïcödé   tést ").topic == "Ünïcödé tést"
+
+
+@pytest.mark.parametrize("width", [144, 180, 720])
+def test_captions_stay_in_the_safe_area(width: int) -> None:
+    height = width * 16 // 9
+    text = "Pneumonoultramicroscopicsilicovolcanoconiosis is a very long word, isn't it, Ünïcödé"
+    font, lines = layout_caption(text, width, height)
+    assert len(lines) <= SAFE_LINES
+    assert max(font.getlength(line) for line in lines) <= width * SAFE_W
+
+
+def test_the_mix_is_normalised_to_minus_14_lufs_under_the_true_peak_ceiling() -> None:
+    t = np.arange(20 * RATE) / RATE
+    voice = (0.9 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.5 * t) > 0)).astype(
+        np.float32
+    )
+    mixed, lufs, peak = audio.normalised(audio.mix(voice, audio.music_bed(len(t), seed=3)))
+    assert abs(lufs - audio.TARGET_LUFS) < 0.3, lufs
+    assert peak <= audio.TARGET_PEAK_DBTP + 0.05, peak
+    assert abs(audio.loudness_lufs(mixed) - lufs) < 1e-6
+    ducked = audio.activity(voice)
+    assert ducked[int(1.0 * RATE)] > 0.9 and ducked[int(3.95 * RATE)] < 0.2  # speaking, then silent
