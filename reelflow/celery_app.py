@@ -30,7 +30,6 @@ TASK_MODULES = [
     "steps.short_video.voice",
     "steps.short_video.render",
     "steps.short_video.compose",
-    "steps.short_video.publish",
     "workflows.definition.expander",
 ]
 

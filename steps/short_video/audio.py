@@ -2,7 +2,7 @@
 under the narration, and the mix normalised for the platforms: -14 LUFS integrated and
 a true peak at most -1 dBTP (ITU-R BS.1770, measured with pyloudnorm; true peak on the
 signal oversampled four times). The AAC encoder can add a few tenths of a dB of overshoot,
-so the mix aims a little lower (TARGET_PEAK_DBTP).
+so the mix aims lower (TARGET_PEAK_DBTP), and compose checks the encoded peak.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scipy.signal import resample_poly
 from steps.short_video.speech import RATE
 
 TARGET_LUFS = -14.0
-TARGET_PEAK_DBTP = -2.0
+TARGET_PEAK_DBTP = -3.0
 #: How far the music sits under the voice while it speaks (and, quieter, between lines).
 MUSIC_GAIN, DUCK_DEPTH = 0.3, 0.8
 _PROGRESSION = ((0, 4, 7), (-3, 0, 4), (-7, -3, 0), (-5, -1, 2))  # I vi IV V, in semitones

@@ -1,4 +1,5 @@
-"""compose_video: the segments, in scene order, with the voice track, as one MP4.
+"""compose_video: the segments, in scene order, with the voice track, as one MP4; and
+publish: the finished video, its thumbnail and a metadata JSON, to the publish store.
 
 Segments are remuxed (their H.264 packets copied, timestamps shifted), not re-encoded:
 they come from the same encoder settings, so this is exact and takes a moment. The voice
@@ -7,7 +8,10 @@ is encoded to AAC. A PNG thumbnail is taken from the middle of the first scene.
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,16 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from reelflow.errors import PermanentStepError
-from steps import StepContext, step
-from steps.short_video.models import FrameParams, Script, Segment, VideoOut, VoiceOut
+from reelflow.storage import ArtifactStore, publish_store
+from steps import Artifact, StepContext, file_digest, step
+from steps.short_video.models import (
+    FrameParams,
+    Published,
+    Script,
+    Segment,
+    VideoOut,
+    VoiceOut,
+)
 
 AUDIO_RATE = 48000
 MAX_PEAK_DBTP = -1.0
@@ -144,4 +156,49 @@ def compose_video(
         video=video.artifact,
         thumbnail=thumb.artifact,
         true_peak_dbtp=round(peak, 2),
+    )
+
+
+# --- publish: PUBLISH_DIR, or object storage beside S3 artifacts. Idempotent: the
+# destination is named by the run, each file is placed whole (a rename, or one PUT), so
+# a rerun replaces them and never leaves a half-copied file.
+
+
+def slug(text: str, limit: int = 48) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "video"
+
+
+def _place(store: ArtifactStore, source: Path, key: str, scratch: Path) -> Artifact:
+    with store.writer(key, scratch) as tmp:
+        shutil.copyfile(source, tmp)
+        size, sha256 = file_digest(tmp)
+    return Artifact(path=store.location(key), key=key, size=size, sha256=sha256)
+
+
+@step(cache=False)  # it has side effects: its result is never reused
+def publish(ctx: StepContext, write_script: Script, compose_video: VideoOut) -> Published:
+    store = publish_store()
+    folder = f"{slug(write_script.title)}-{str(ctx.run_id)[:8]}"
+    video = _place(store, ctx.local(compose_video.video), f"{folder}/video.mp4", ctx.scratch)
+    thumbnail = _place(
+        store, ctx.local(compose_video.thumbnail), f"{folder}/thumbnail.png", ctx.scratch
+    )
+    metadata = {
+        "run_id": str(ctx.run_id),
+        "title": write_script.title,
+        "hashtags": write_script.hashtags,
+        "trend_id": write_script.trend_id,
+        "duration_s": compose_video.duration_s,
+        "width": compose_video.width,
+        "height": compose_video.height,
+        "fps": compose_video.fps,
+        "sha256": video.sha256,
+        "size": video.size,
+    }
+    ctx.scratch.mkdir(parents=True, exist_ok=True)
+    meta_file = ctx.scratch / "metadata.json"
+    meta_file.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    meta = _place(store, meta_file, f"{folder}/metadata.json", ctx.scratch)
+    return Published(
+        directory=store.location(folder), video=video, thumbnail=thumbnail, metadata=meta
     )

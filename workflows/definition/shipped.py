@@ -1,7 +1,7 @@
 """The workflows reelflow ships: `probe` (cheap steps, for smoke tests) and `short_video`."""
 
 from steps import probe
-from steps.short_video import compose, publish, render, script, trends, voice
+from steps.short_video import compose, render, script, trends, voice
 from steps.short_video.models import ShortVideoParams
 from workflows.definition.spec import chain, chord, map
 from workflows.definition.workflow import Workflow
@@ -25,7 +25,7 @@ short_video_workflow = Workflow(
             [voice.synthesize_voice, map(render.render_scene, over="write_script.scenes")],
             compose.compose_video,
         ),
-        publish.publish,
+        compose.publish,
     ),
     params_model=ShortVideoParams,
     description="Turn a trend into a short vertical video: script, voice, scenes, compose.",
