@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -18,17 +19,34 @@ from reelflow.settings import get_settings
 
 _engines: dict[tuple[int, int, str], AsyncEngine] = {}
 _conns: dict[tuple[int, int, str], asyncpg.Connection] = {}
+_loops: dict[int, weakref.ref[asyncio.AbstractEventLoop]] = {}
 
 
 def get_engine() -> AsyncEngine:
     """The engine of this process and running loop."""
     url = get_settings().require_database_url()
-    key = (os.getpid(), id(asyncio.get_running_loop()), url)
+    loop = asyncio.get_running_loop()
+    key = (os.getpid(), id(loop), url)
     engine = _engines.get(key)
     if engine is None:
+        _forget_closed_loops()
         engine = create_engine(url)
         _engines[key] = engine
+        _loops[id(loop)] = weakref.ref(loop)
     return engine
+
+
+def _forget_closed_loops() -> None:
+    """Drop the engines and connections of loops that have closed (each `asyncio.run()` is a
+    loop), so their sockets are closed when collected instead of held for the process's life:
+    a caller that runs many short loops must not use up the server's connections."""
+    for loop_id, ref in list(_loops.items()):
+        loop = ref()
+        if loop is None or loop.is_closed():
+            del _loops[loop_id]
+            for cache in (_engines, _conns):
+                for key in [k for k in cache if k[1] == loop_id]:
+                    del cache[key]
 
 
 async def driver_connection() -> asyncpg.Connection:
@@ -44,6 +62,8 @@ async def driver_connection() -> asyncpg.Connection:
     key = (os.getpid(), id(asyncio.get_running_loop()), url)
     conn = _conns.get(key)
     if conn is None or conn.is_closed():
+        _forget_closed_loops()
+        _loops[key[1]] = weakref.ref(asyncio.get_running_loop())
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         conn = await asyncpg.connect(
             dsn,
@@ -65,14 +85,15 @@ def drop_driver_connection() -> None:
             del _conns[key]
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_engine(url: str) -> AsyncEngine:
+    settings = get_settings()
     return create_async_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=10,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_recycle=1800,
         pool_pre_ping=True,  # survive a database restart or failover without a failed request
-        pool_timeout=10,
+        pool_timeout=settings.database_pool_timeout_seconds,
         connect_args={"timeout": 10, "command_timeout": 60},
     )
 

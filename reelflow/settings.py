@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from reelflow.database_settings import DatabaseSettings
 from reelflow.errors import ConfigError, field_errors, summarise
 from reelflow.media_settings import MediaSettings
 from reelflow.setting_values import (
@@ -28,8 +29,9 @@ from reelflow.setting_values import (
 __all__ = ["Settings", "async_database_url", "get_settings", "load_settings"]
 
 
-class Settings(MediaSettings):
-    """Every setting: the service's here, the video's in `MediaSettings`."""
+class Settings(MediaSettings, DatabaseSettings):
+    """Every setting: the service's here, the database connection's in `DatabaseSettings`,
+    the video's in `MediaSettings`."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 

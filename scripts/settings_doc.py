@@ -14,6 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from reelflow.database_settings import DatabaseSettings
 from reelflow.media_settings import MediaSettings
 from reelflow.settings import Settings
 
@@ -44,8 +45,14 @@ def _default(value: Any) -> str:
 
 def rows() -> list[tuple[str, str, str]]:
     out = []
-    fields = Settings.model_fields.items()  # the service's settings first, then the video's
-    for name, field in sorted(fields, key=lambda item: item[0] in MediaSettings.model_fields):
+    fields = Settings.model_fields.items()  # the service's, the database's, then the video's
+
+    def place(item: tuple[str, Any]) -> int:
+        if item[0] in MediaSettings.model_fields:
+            return 2
+        return 1 if item[0] in DatabaseSettings.model_fields else 0
+
+    for name, field in sorted(fields, key=place):
         out.append((name.upper(), _default(field.default), field.description or ""))
     return out
 

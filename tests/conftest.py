@@ -107,6 +107,9 @@ def env(
         "LOG_FORMAT": "json",
         "ALLOW_FAULT_INJECTION": "true",
         "RATE_LIMIT": "",  # the suite sends bursts on purpose; test_admission sets its own
+        # Four modules at once, each with an API and workers, share one max_connections=100.
+        "DATABASE_POOL_SIZE": "1",
+        "DATABASE_MAX_OVERFLOW": "4",
         "WORKFLOW_MODULES": "tests.workflows",  # workflows only the tests run
         # Redis: the broker is REDIS_URL's (a module that swaps REDIS_URL swaps both)
         **({"CELERY_BROKER_URL": broker_url} if broker_url != services.redis_url else {}),

@@ -36,9 +36,9 @@ class Chaos:
     workers: list[WorkerProcess] = field(default_factory=list)
     reconciler: subprocess.Popen[bytes] | None = None
 
-    def worker(self, name: str, concurrency: int = 2) -> WorkerProcess:
+    def worker(self, name: str, concurrency: int = 2, **extra_env: str) -> WorkerProcess:
         proc = WorkerProcess(
-            self.env, self.base / f"{name}.log", name=name, concurrency=concurrency
+            {**self.env, **extra_env}, self.base / f"{name}.log", name=name, concurrency=concurrency
         )
         proc.start()
         self.workers.append(proc)

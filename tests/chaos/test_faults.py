@@ -25,8 +25,10 @@ VIDEO = {"length_seconds": 15, "width": 360, "height": 640, "fps": 24, "topic": 
 @pytest.mark.chaos_env(reconcile_interval_seconds=1)
 @pytest.mark.parametrize("chaos", ["redis", "amqp"], indirect=True)
 async def test_killed_worker_mid_render_is_recovered_by_another(chaos: Chaos) -> None:
-    first = chaos.worker("doomed")  # no reconciler process: the workers heal themselves
     run_id = chaos.start_run("short_video", **VIDEO)
+    # no reconciler process: the workers heal themselves. A slow encoder keeps the render
+    # running long enough to be seen running on a loaded machine.
+    first = chaos.worker("doomed", X264_PRESET="slow")
     victim = await wait_step(
         run_id, "render_scene[0]", lambda s: s.status is StepStatus.RUNNING, timeout=60
     )
@@ -83,11 +85,11 @@ async def test_postgres_outage_mid_step_loses_nothing_and_reruns_nothing(chaos: 
 async def test_a_step_longer_than_its_lease_on_a_live_worker_is_not_stolen(
     chaos: Chaos,
 ) -> None:
-    worker = chaos.worker("patient")
     chaos.start_reconciler()
-    run_id = chaos.start_run("probe", width=1, sleep_ms=9000)  # lease is 5 s
+    run_id = chaos.start_run("probe", width=1, sleep_ms=10_000)  # lease is 5 s
+    worker = chaos.worker("patient")  # after the run: the step cannot start unseen
     running = await wait_step(run_id, "a", lambda s: s.status is StepStatus.RUNNING)
-    await asyncio.sleep(7)  # well past the lease: only the heartbeat keeps it
+    await asyncio.sleep(6.5)  # well past the lease: only the heartbeat keeps it
 
     client = redis.Redis.from_url(chaos.redis.url)
     for raw in client.hvals("unacked"):
@@ -101,8 +103,8 @@ async def test_a_step_longer_than_its_lease_on_a_live_worker_is_not_stolen(
 
 
 async def test_sigterm_lets_a_running_step_finish(chaos: Chaos) -> None:
-    worker = chaos.worker("graceful", concurrency=1)
-    run_id = chaos.start_run("probe", width=1, sleep_ms=2500)
+    run_id = chaos.start_run("probe", width=1, sleep_ms=5000)
+    worker = chaos.worker("graceful", concurrency=1)  # after the run: seen running
     await wait_step(run_id, "a", lambda s: s.status is StepStatus.RUNNING)
     assert worker.proc is not None
     os.kill(worker.proc.pid, signal.SIGTERM)  # warm shutdown: finish what is running

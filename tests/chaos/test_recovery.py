@@ -82,8 +82,8 @@ async def test_a_requeue_the_broker_refuses_is_published_when_it_accepts_again(
     admin.execute_command("ACL", "SETUSER", "relay", "on", ">relay", "~*", "&*", "+@all")
     port = chaos.redis.port
     chaos.start_reconciler(CELERY_BROKER_URL=f"redis://relay:relay@127.0.0.1:{port}/0")
-    doomed = chaos.worker("doomed")
-    run_id = chaos.start_run("probe", width=1, sleep_ms=3000)
+    run_id = chaos.start_run("probe", width=1, sleep_ms=6000)
+    doomed = chaos.worker("doomed")  # after the run: its step is seen running
     await wait_step(run_id, "a", lambda s: s.status is StepStatus.RUNNING, timeout=30)
     doomed.kill()
     # The broker stops taking the reconciler's messages (its pushes are refused).

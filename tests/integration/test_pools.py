@@ -170,13 +170,15 @@ async def test_a_tenants_single_run_goes_before_anothers_backlog(
 
 async def test_priority_nine_jumps_ahead_of_waiting_work(gpus: list[WorkerProcess]) -> None:
     await _until(_idle)
-    blockers = await _slot_runs(2, hold_ms=5000)
+    blockers = await _slot_runs(2, hold_ms=20_000)
     early: list[uuid.UUID] = []
     try:
         await _until(lambda p: all(s["holder_step_id"] for s in p["slots"]))
         early = await _slot_runs(4, hold_ms=300)  # priority 5, waiting
         await _until(lambda p: sum(w["count"] for w in p["waiting"]) == 4)
         [urgent] = await _slot_runs(1, hold_ms=300, priority=9)
+        await _until(lambda p: sum(w["count"] for w in p["waiting"]) == 5)
+        await _cancel_all(blockers[:1])  # one slot frees up while all five wait
         urgent_start = await _first_start(urgent, timeout=60)
         for run_id in early:
             assert urgent_start < await _first_start(run_id), "priority 5 went first"
