@@ -6,6 +6,7 @@ import sys
 import time
 import uuid
 from contextlib import nullcontext
+from typing import Any
 
 from rich.live import Live
 
@@ -15,6 +16,7 @@ from db.engine import get_engine
 from db.records import AttemptRecord, RunRecord, StepRecord
 from reelflow.errors import StepNotFound, UnknownWorkflow
 from workflows.definition.registry import get_workflow
+from workflows.watch import history
 from workflows.watch.stream import load, watch
 
 
@@ -24,6 +26,11 @@ async def attempts(run_id: uuid.UUID, key: str) -> list[AttemptRecord]:
         raise StepNotFound(f"run {run_id} has no step {key!r}")
     async with get_engine().connect() as conn:
         return await repo.get_attempts(conn, run_id=run_id, key=key)
+
+
+async def run_history(run_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with get_engine().connect() as conn:
+        return await history.events(conn, run_id=run_id)
 
 
 def in_workflow_order(workflow: str, steps: list[StepRecord]) -> list[StepRecord]:

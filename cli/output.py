@@ -93,6 +93,15 @@ def attempts_table(attempts: Sequence[Any]) -> Table:
     return table
 
 
+def history_table(entries: Sequence[Any]) -> Table:
+    table = Table("when", "what", "step", "by", "detail")
+    for e in entries:
+        step = f"{e.step} #{e.attempt}" if e.step else "-"
+        detail = e.detail.get("message") or json.dumps(e.detail, default=str)
+        table.add_row(_when(e.created_at), e.kind, step, e.actor, str(detail)[:70])
+    return table
+
+
 def progress_view(run: Any, steps: Sequence[Any], elapsed_s: float) -> Group:
     """A run in flight: its status, elapsed time and a bar of steps done, over the table."""
     live = [s for s in steps if s.status.value != "superseded"]

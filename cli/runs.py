@@ -123,14 +123,24 @@ def show(run: Annotated[str, typer.Argument(help="run id")], as_json: JsonOpt = 
 @app.command()
 def history(
     run: Annotated[str, typer.Argument(help="run id")],
-    step: Annotated[str, typer.Argument(help="step key, e.g. render_scene[1]")],
+    step: Annotated[
+        str | None, typer.Argument(help="step key, e.g. render_scene[1]: its attempts")
+    ] = None,
     traceback: Annotated[bool, typer.Option(help="print each failure's traceback")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The attempt history of one step."""
-    from api.schemas import AttemptOut
-    from cli.follow import attempts
+    """What happened to a run and who did it (actions; steps failed, retrying or lost); with
+    STEP, that step's attempts."""
+    from api.schemas import AttemptOut, EventOut
+    from cli.follow import attempts, run_history
 
+    if step is None:
+        entries = [EventOut.model_validate(e) for e in run_async(run_history(parse_run_id(run)))]
+        if as_json:
+            output.emit_json(entries)
+        else:
+            output.console.print(output.history_table(entries))
+        return
     found = [AttemptOut.of(a) for a in run_async(attempts(parse_run_id(run), step))]
     if as_json:
         output.emit_json(found)

@@ -24,6 +24,8 @@ async def list_run_attempts(run_id: uuid.UUID, conn: Conn) -> list[RunAttemptOut
 
 @router.get("/{run_id}/history", response_model=list[EventOut])
 async def list_run_history(run_id: uuid.UUID, conn: Conn) -> list[EventOut]:
-    """What happened to the run and who did it: created, resumed, step_retried, cancelled,
-    reconciled, oldest first."""
+    """What happened to the run and who did it, oldest first (at most 500 entries): actions
+    (created, resumed, step_retried, revised, cancelled, reconciled) and what happened to
+    its steps (step_failed, step_retrying, step_lost), each with its actor: an operator,
+    `worker:<hostname>` or `reconciler`."""
     return [EventOut.model_validate(e) for e in await history.events(conn, run_id=run_id)]

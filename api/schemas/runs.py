@@ -135,6 +135,12 @@ class AttemptOut(BaseModel):
     celery_task_id: str | None
     worker_hostname: str | None
     queue: str | None
+    enqueued_at: datetime | None = Field(
+        None,
+        description="when the message that started it could be taken (sent, or its retry"
+        " countdown over); `started_at` minus this is the time it waited in the queue."
+        " Null for attempts recorded before it was",
+    )
     started_at: datetime
     finished_at: datetime | None
     duration_ms: float | None
@@ -148,18 +154,26 @@ class AttemptOut(BaseModel):
 
 
 class RunAttemptOut(AttemptOut):
-    """An attempt in a run's timeline: its step, and how long it waited to start (since the
-    step was queued, or since the attempt before it ended: a retry's countdown included)."""
+    """An attempt in a run's timeline: its step, and how long its message waited in the
+    queue (recorded: `started_at - enqueued_at`; a resume or a retry never stretches it)."""
 
     step_key: str
-    waited_ms: float | None
+    waited_ms: float | None = Field(description="time waited in the queue; null: not recorded")
 
 
 class EventOut(BaseModel):
-    kind: str = Field(description="created, resumed, step_retried, cancelled, reconciled")
-    actor: str
+    """An entry of a run's history: an action (by an operator or the reconciler) or a step
+    that failed, will retry or was lost (by the worker that saw it)."""
+
+    kind: str = Field(
+        description="created, resumed, step_retried, revised, cancelled, reconciled (actions);"
+        " step_failed, step_retrying, step_lost (what happened to a step's attempt)"
+    )
+    actor: str = Field(description="an operator, `worker:<hostname>` or `reconciler`")
     detail: dict[str, Any]
     created_at: datetime
+    step: str | None = Field(None, description="the step key, for a step's entry")
+    attempt: int | None = Field(None, description="the attempt, for a step's entry")
 
 
 class RunPage(BaseModel):

@@ -92,7 +92,11 @@ from db.repository.steps import (
     step_states,
     supersede_items,
 )
-from db.repository.views import run_events, step_progress, workers_with_steps
+from db.repository.views import (
+    run_history,
+    step_progress,
+    workers_with_steps,
+)
 
 __all__ = [
     "ASSET_PREFIX",
@@ -163,7 +167,7 @@ __all__ = [
     "require_asset",
     "require_run",
     "reuse",
-    "run_events",
+    "run_history",
     "set_items",
     "set_maps",
     "set_param_digests",

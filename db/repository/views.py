@@ -1,17 +1,18 @@
-"""Read models for the operator's views (the API's runs list, a run's events, the workers):
+"""Read models for the operator's views (the API's runs list, a run's history, the workers):
 bounded queries, each served by an index."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Integer, String, and_, cast, func, literal, null, select, text, union_all
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.repository.tables import events, steps, workers
-from db.states import StepStatus
+from db.repository.tables import attempts, events, steps, workers
+from db.states import AttemptStatus, StepStatus
 
 
 async def step_progress(
@@ -31,17 +32,56 @@ async def step_progress(
     return {row[0]: (int(row[1]), int(row[2])) for row in await conn.execute(stmt)}
 
 
-async def run_events(
-    conn: AsyncConnection, *, run_id: uuid.UUID, limit: int = 500
+async def run_history(
+    conn: AsyncConnection,
+    *,
+    run_id: uuid.UUID,
+    endings: Iterable[AttemptStatus],
+    limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """What happened to a run and who did it (created, resumed, retried, cancelled,
-    reconciled), oldest first."""
-    stmt = (
-        select(events.c.id, events.c.kind, events.c.actor, events.c.detail, events.c.created_at)
-        .where(events.c.run_id == run_id)
-        .order_by(events.c.id)
-        .limit(limit)
+    """What happened to a run, oldest first: its events (who asked for what: created,
+    resumed, retried, cancelled, reconciled) and its attempts that ended in one of
+    `endings`, read from the attempts (ix_step_attempts_run) so that claiming and finishing
+    a step write nothing more. Attempt rows carry `status`, `step_key`, `attempt`, `worker`,
+    and `taken_by`: for a lost attempt, the worker whose claim took its step over (its
+    successor started the instant it was lost), None when something else released it."""
+    e, a, later = events, attempts, attempts.alias("later")
+    absent_text, absent_int = cast(null(), String), cast(null(), Integer)
+    logged = select(
+        e.c.created_at.label("at"), literal(1).label("tie"), e.c.id.label("seq"),
+        e.c.kind, e.c.actor, e.c.detail, absent_text.label("status"),
+        absent_text.label("step_key"), absent_int.label("attempt"),
+        absent_text.label("worker"), absent_text.label("taken_by"),
+    ).where(e.c.run_id == run_id)  # fmt: skip
+    taken_over = and_(
+        a.c.status == AttemptStatus.LOST.value,
+        later.c.step_run_id == a.c.step_run_id,
+        later.c.attempt > a.c.attempt,
+        later.c.started_at == a.c.finished_at,
     )
+    detail = func.jsonb_strip_nulls(func.jsonb_build_object(
+        "error_type", a.c.error_type, "message", a.c.error_message, "queue", a.c.queue,
+        "duration_ms", a.c.duration_ms,
+    ), type_=JSONB)  # fmt: skip
+    ended = (
+        select(
+            func.coalesce(a.c.finished_at, a.c.started_at).label("at"),
+            literal(0).label("tie"),
+            a.c.id.label("seq"),
+            absent_text.label("kind"),
+            absent_text.label("actor"),
+            detail.label("detail"),
+            a.c.status,
+            a.c.step_key,
+            a.c.attempt,
+            a.c.worker_hostname.label("worker"),
+            later.c.worker_hostname.label("taken_by"),
+        )
+        .select_from(a.outerjoin(later, taken_over))
+        .where(a.c.run_id == run_id, a.c.status.in_([s.value for s in endings]))
+    )
+    both = union_all(logged, ended).subquery()
+    stmt = select(both).order_by(both.c.at, both.c.tie, both.c.seq).limit(limit)
     return [dict(r._mapping) for r in await conn.execute(stmt)]
 
 
