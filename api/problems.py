@@ -119,11 +119,19 @@ async def _reelflow_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(status, title, exc.message, code=exc.code, headers=headers, **extra)
 
 
+def _named(field: str) -> str:
+    """A field as a title names it: `query.limit`, `faults` (not a client's own keys)."""
+    parts = field.split(".")
+    return ".".join(parts[:2]) if parts[0] in ("query", "header", "path", "cookie") else parts[0]
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = field_errors(exc.errors(), skip="body")
     detail = summarise(errors, whole="body")
-    return problem(422, "Request is invalid", detail, code="validation_error", errors=errors)
+    fields = sorted({_named(str(e["field"])) for e in errors if e.get("field")})
+    title = f"Invalid {', '.join(fields[:3])}" if fields else "The request body is invalid"
+    return problem(422, title, detail, code="validation_error", errors=errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -21,6 +21,7 @@ ReelflowError
 ├── Overloaded                  too many active runs, or a client over its rate (HTTP 429)
 ├── ParamsTooLarge              a run's params over MAX_PARAMS_BYTES (HTTP 413)
 ├── StaleDelivery               a message of an earlier generation of its run
+├── StepFailed                  what Celery is told of a step that failed for good, recorded
 ├── BrokerUnavailable           reelflow.broker: the broker is not answering (HTTP 503)
 ├── ArtifactMissing             reelflow.storage: no artifact under that key
 ├── DatabaseUnavailable         db.errors: the database is not answering (HTTP 503)
@@ -87,6 +88,18 @@ class InvalidParams(ReelflowError):
     def __init__(self, message: str | None = None, errors: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.errors = errors or []
+
+
+class InvalidCursor(InvalidParams):
+    """The page cursor is not one this API issued."""
+
+    code = "invalid_cursor"
+
+
+class InvalidAge(InvalidParams):
+    """The age is not a number and a unit (s, m, h, d, w), such as 30d."""
+
+    code = "invalid_age"
 
 
 class IdempotencyKeyReused(InvalidParams):
@@ -193,6 +206,16 @@ class StaleDelivery(ReelflowError):
     """A message sent under an earlier generation of its run: it must change nothing."""
 
     code = "stale_delivery"
+
+
+class StepFailed(ReelflowError):
+    """The step failed for good; its attempt, the step and the run recorded it.
+
+    What a delivery raises to Celery instead of the step's own error (`StepTask.throws`):
+    Celery records the delivery as failed for monitors, in one line without a traceback
+    (the traceback is on the attempt row), and the chord it sat in logs it quietly."""
+
+    code = "step_failed"
 
 
 class StepError(ReelflowError):

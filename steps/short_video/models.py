@@ -26,7 +26,9 @@ def font_codepoints() -> frozenset[int]:
 
 
 class ShortVideoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"topic": "volcano", "length_seconds": 20}]}
+    )
 
     topic: str | None = Field(
         None,

@@ -37,7 +37,8 @@ def test_a_generated_client_creates_replays_and_reads_a_run(
     finally:
         sys.path.remove(str(tmp_path))
     client = client_module.Client(base_url=api.url)
-    body = models.RunCreate(workflow="probe", params=models.RunCreateParams.from_dict({}))
+    # Params are typed per workflow: the schema's RunCreate is a union on `workflow`.
+    body = models.ProbeRunCreate(workflow="probe", params=models.ProbeParams(width=2))
     first = create_run.sync_detailed(client=client, body=body, idempotency_key="generated-1")
     assert first.status_code == 201 and first.parsed.status in ("pending", "running")
     again = create_run.sync_detailed(client=client, body=body, idempotency_key="generated-1")
@@ -45,3 +46,4 @@ def test_a_generated_client_creates_replays_and_reads_a_run(
     assert again.parsed.id == first.parsed.id
     detail = get_run.sync(client=client, run_id=first.parsed.id)
     assert detail.workflow == "probe" and {s.key for s in detail.steps} >= {"a", "b", "e"}
+    assert httpx.get(f"{api.url}/runs/{first.parsed.id}").json()["params"]["width"] == 2

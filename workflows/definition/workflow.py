@@ -6,6 +6,7 @@ it, and every map's source runs before the map.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from reelflow.errors import InvalidParams, field_errors, summarise
 from steps.engine import keys
 from steps.engine.spec import StepSpec, item_key, read_params
 from steps.engine.task import STEPS
+from workflows.definition.headline import Headline
 from workflows.definition.spec import Chain, Chord, Group, Map, Node, StepRef, walk
 
 
@@ -27,6 +29,7 @@ class Workflow:
     canvas: Node
     params_model: type[BaseModel]
     description: str = ""
+    headline: Headline = Headline()  # what the runs list says each run is
     upstream: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,9 +75,15 @@ class Workflow:
         return STEPS[name]
 
     def validate_params(self, params: Mapping[str, Any]) -> BaseModel:
+        """Params as JSON, strictly: `"3"` or `true` is not an integer, as the OpenAPI schema
+        says, so what the schema calls invalid is refused and never coerced."""
         try:
-            return self.params_model.model_validate(dict(params))
-        except ValidationError as exc:
+            raw = json.dumps(_integral(dict(params)))
+            return self.params_model.model_validate_json(raw, strict=True)
+        except (TypeError, ValueError) as exc:
+            if not isinstance(exc, ValidationError):  # not JSON at all (a set, bytes...)
+                errors = [{"field": "", "message": "must be JSON"}]
+                raise InvalidParams(f"invalid params for {self.name}: {exc}", errors) from None
             errors = field_errors(exc.errors())
             summary = summarise(errors, whole="params")
             raise InvalidParams(f"invalid params for {self.name}: {summary}", errors) from None
@@ -194,3 +203,14 @@ def _upstream(canvas: Node) -> dict[str, frozenset[str]]:
 
     visit(canvas, frozenset())
     return result
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 3.0 is the integer 3 (as JSON Schema counts it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import repository as repo
 from db.engine import get_engine
-from reelflow.errors import InvalidParams
+from reelflow.errors import InvalidAge
 from reelflow.storage import ArtifactStore, artifact_store
 
 log = structlog.get_logger("reelflow.history")
@@ -27,7 +27,7 @@ def parse_age(text: str) -> timedelta:
     """`30d`, `12h`, `90m`, `2w`, `45s` (up to six digits: no age overflows a date)."""
     found = _AGE.fullmatch(text.strip())
     if not found:
-        raise InvalidParams(
+        raise InvalidAge(
             f"age {text!r} is not a number and a unit (s, m, h, d, w), e.g. 30d",
             [{"field": "older_than", "message": "expected e.g. 30d"}],
         )
