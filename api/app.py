@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,16 +12,12 @@ import structlog
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from swagger_ui_bundle import swagger_ui_path
 
-from api import problems, security, ui, uploads
+from api import auth, openapi, problems, security, ui, uploads
 from api.routes import (
     admin,
     artifacts,
@@ -165,65 +161,30 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _openapi(app: FastAPI, *, guarded: bool, faults: bool) -> Callable[[], dict[str, Any]]:
-    """The schema says what this deployment answers: bearer security and 401s only with a
-    token, and `faults` (a testing aid) only where ALLOW_FAULT_INJECTION accepts it."""
-
-    def schema() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                              description=app.description)  # fmt: skip
-            if not guarded:
-                doc.get("components", {}).pop("securitySchemes", None)
-                for path in doc["paths"].values():
-                    for operation in path.values():
-                        operation.pop("security", None)
-                        operation.get("responses", {}).pop("401", None)
-            if not faults:
-                create = doc.get("components", {}).get("schemas", {}).get("RunCreate", {})
-                create.get("properties", {}).pop("faults", None)
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    return schema
-
-
-def _docs(app: FastAPI) -> None:
-    """/docs with Swagger UI's assets from an installed package: it works offline."""
-    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="reelflow API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon-32x32.png",
-        )
-
-
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(
+    # /docs (Swagger UI 5, which reads OpenAPI 3.1) and /redoc, their assets served from
+    # the fastapi-offline package under /docs-assets: no CDN, so they work offline.
+    app = FastAPIOffline(
         title="reelflow",
         version="1",
         description="Durable short-video pipeline: start, follow, resume and retry runs.",
         lifespan=_lifespan,
         generate_unique_id_function=_operation_id,
-        docs_url=None,
-        redoc_url=None,
+        static_url="/docs-assets",
+        # No validator badge: it would send this schema's address to validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
     )
-    app.openapi = _openapi(  # type: ignore[method-assign]
-        app, guarded=bool(settings.tokens()), faults=settings.allow_fault_injection
+    app.openapi = openapi.document(  # type: ignore[method-assign]
+        app, access=auth.Access(settings), faults=settings.allow_fault_injection
     )
-    _docs(app)
     problems.install(app)
 
     # HTTP request counts and latencies by route template (bounded labels), on /metrics.
     Instrumentator(excluded_handlers=["/metrics", "/livez"]).instrument(app)
     streamed = {"/assets": settings.asset_max_bytes + uploads.SLACK}  # enforced as it streams
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, streamed=streamed)
+    app.add_middleware(auth.TokenGuard, settings=settings)  # reads too, unless PUBLIC_READS
     app.add_middleware(security.BrowserGuard, settings=settings)
     if settings.cors_origins.strip():  # closed unless configured
         app.add_middleware(

@@ -4,7 +4,6 @@ endpoints (the bearer token, then each client's rate)."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api import auth
 from db.engine import get_engine
 from reelflow.errors import Overloaded
 from reelflow.settings import get_settings
@@ -36,18 +36,15 @@ async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """With API_TOKEN or API_TOKENS set, mutating endpoints need `Authorization: Bearer
-    <token>`. Returns the actor recorded in run_events: `api` without tokens, `api:token`
-    for API_TOKEN, `api:<name>` for a named token."""
+    """With API_TOKEN or API_TOKENS set, a change needs `Authorization: Bearer <token>`
+    (`api.auth.TokenGuard` refused it already without one; this names its actor). Returns
+    the actor recorded in run_events: `api` without tokens, `api:token` for API_TOKEN,
+    `api:<name>` for a named token."""
     settings = get_settings()
     tokens = settings.tokens()
     actor = "api"
     if tokens:
-        given = (credentials.credentials if credentials else "").encode()
-        name = None
-        for token, owner in tokens.items():  # compare with every one: no early exit to time
-            if hmac.compare_digest(given, token.encode()):
-                name = owner
+        name = auth.owner_of(credentials.credentials if credentials else None, tokens)
         if name is None:
             raise HTTPException(
                 401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}

@@ -88,7 +88,8 @@ def dev(
         )
         home = settings.reelflow_home
         typer.echo(f"reelflow dev is up (data in {home}, logs in {home / 'logs'})")
-        typer.echo(f"  API      {stack.api_url}  (docs at {stack.api_url}/docs)")
+        typer.echo(f"  UI       {stack.api_url}/ui  (runs, steps, workers)")
+        typer.echo(f"  API      {stack.api_url}  (docs at {stack.api_url}/docs and /redoc)")
         typer.echo(f"  database {stack.env['DATABASE_URL']}")
         typer.echo(f"  redis    {stack.env['REDIS_URL']}")
         if demo:

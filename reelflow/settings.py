@@ -118,12 +118,16 @@ class Settings(MediaSettings, DatabaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )
-    api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token of the API: every change, and each read unless PUBLIC_READS"
+    )
     api_tokens: SecretStr | None = Field(
         None,
         description="More bearer tokens, each with a name (name=token,...): the name is the"
         " actor and the default tenant of what it starts",
     )
+    public_reads: bool = Field(False, description="With a token set: reads (GET, HEAD) need none")
+    metrics_token: SecretStr | None = Field(None, description="Bearer token of /metrics alone")
     pools: str = Field(
         "",
         description="Slot pools (name:size,...), e.g. gpu:4: steps on a queue of that name (or"
@@ -239,10 +243,8 @@ class Settings(MediaSettings, DatabaseSettings):
 
     @model_validator(mode="after")
     def _paths(self) -> Settings:
-        self.artifact_root = self.artifact_root.resolve()
-        self.publish_dir = self.publish_dir.resolve()
-        self.scratch_dir = self.scratch_dir.resolve()
-        self.reelflow_home = self.reelflow_home.resolve()
+        for name in ("artifact_root", "publish_dir", "scratch_dir", "reelflow_home"):
+            setattr(self, name, getattr(self, name).resolve())
         return self
 
     def secrets(self) -> list[str]:
@@ -257,8 +259,7 @@ class Settings(MediaSettings, DatabaseSettings):
                 found.append(value.get_secret_value())
             elif isinstance(value, str) and "://" in value:
                 found.append(url_password(value) or "")
-        if self.api_tokens is not None:  # each token alone, not only the whole list
-            found.extend(parse_tokens(self.api_tokens.get_secret_value()))
+        found.extend(self.tokens())  # each token alone, not only API_TOKENS' whole list
         return [s for s in found if s]
 
     def require_database_url(self) -> str:

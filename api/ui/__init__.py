@@ -9,10 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
+
+from api import auth
+from api.deps import Actor
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -39,3 +42,15 @@ def install(app: FastAPI) -> None:
     async def ui(path: str = "") -> HTMLResponse:
         # Every page is the same shell: the script routes by location (history API).
         return HTMLResponse(shell, headers={"Cache-Control": "no-cache"})
+
+    @app.post("/ui/session", include_in_schema=False, status_code=204)
+    async def session(request: Request, actor: Actor) -> Response:
+        """The read cookie of this browser (see api.auth), made from a valid token: the
+        page's images, videos and event streams cannot carry the token themselves."""
+        response = Response(status_code=204)
+        given = auth.bearer(request.headers.get("authorization"))
+        if given is not None and actor != "api":  # "api": no token is configured
+            https = request.url.scheme == "https"
+            value = auth.read_cookie(given)
+            response.set_cookie(auth.COOKIE, value, httponly=True, samesite="strict", secure=https)
+        return response

@@ -1,4 +1,5 @@
-"""With API_TOKEN set, every mutating endpoint needs the bearer token."""
+"""With API_TOKEN set, every mutating endpoint needs the bearer token (reads too: see
+test_read_guard)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,14 @@ def test_mutations_without_the_token_get_401(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_the_token_lets_mutations_through_and_reads_stay_open(guarded: httpx.Client) -> None:
+def test_the_token_lets_mutations_and_reads_through(guarded: httpx.Client) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     created = guarded.post(
         "/runs", json={"workflow": "probe", "params": {"width": 1}}, headers=auth
     )
     assert created.status_code == 201
-    assert guarded.get(f"/runs/{created.json()['id']}").status_code == 200
+    assert guarded.get(f"/runs/{created.json()['id']}").status_code == 401  # reads too
+    assert guarded.get(f"/runs/{created.json()['id']}", headers=auth).status_code == 200
     assert guarded.post(f"/runs/{RUN}/cancel", headers=auth).status_code == 404
 
 

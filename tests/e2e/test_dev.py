@@ -84,6 +84,8 @@ def test_dev_stops_cleanly_and_keeps_runs(tmp_path: Path) -> None:
 
     family = stop_dev(dev, home)
     assert family, "dev started no child processes?"
+    banner = dev.stdout.read().decode(errors="replace") if dev.stdout else ""
+    assert f"http://127.0.0.1:{port}/ui" in banner and f"http://127.0.0.1:{port}/docs" in banner
     time.sleep(0.5)
     alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], alive

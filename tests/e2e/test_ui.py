@@ -144,25 +144,47 @@ def test_a_short_video_runs_page_plays_its_video(
     )
 
 
+def _api_with(env: dict[str, str], tmp: pytest.TempPathFactory, **settings: str) -> ApiProcess:
+    proc = ApiProcess({**env, **settings}, tmp.mktemp("g") / "api.log")
+    proc.start()
+    return proc
+
+
 @pytest.fixture(scope="module")
 def guarded_api(
     env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
-    proc = ApiProcess({**env, "API_TOKEN": TOKEN}, tmp_path_factory.mktemp("g") / "api.log")
-    proc.start()
+    proc = _api_with(env, tmp_path_factory, API_TOKEN=TOKEN)
     try:
         yield proc
     finally:
         proc.stop()
 
 
-def test_actions_need_the_token_when_the_api_has_one(guarded_api: ApiProcess, page: Any) -> None:
-    client = guarded_api.client(headers={"Authorization": f"Bearer {TOKEN}"})
+@pytest.fixture(scope="module")
+def public_reads_api(
+    env: dict[str, str], worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    proc = _api_with(env, tmp_path_factory, API_TOKEN=TOKEN, PUBLIC_READS="true")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _failed_run(api: ApiProcess) -> str:
+    client = api.client(headers={"Authorization": f"Bearer {TOKEN}"})
     body = {"workflow": "probe", "params": {"width": 1, "max_attempts": 1}, "faults": {"a": 1}}
     run_id = client.post("/runs", json=body).json()["id"]
     _wait_status(client, run_id, "failed")
+    return str(run_id)
 
-    page.goto(f"{guarded_api.url}/ui/runs/{run_id}")
+
+def test_actions_need_the_token_when_reads_are_public(
+    public_reads_api: ApiProcess, page: Any
+) -> None:
+    run_id = _failed_run(public_reads_api)
+    page.goto(f"{public_reads_api.url}/ui/runs/{run_id}")
     expect(page.get_by_role("button", name="API token")).to_be_visible()
     page.get_by_role("button", name="Resume run").click()
     expect(page.locator("#notice")).to_contain_text("Refused: this API needs its token (401)")
@@ -175,6 +197,30 @@ def test_actions_need_the_token_when_the_api_has_one(guarded_api: ApiProcess, pa
     dialog = page.locator("dialog#confirm")
     expect(dialog).to_contain_text("Will run: a, b, c[*], d, e")
     dialog.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+
+
+def test_a_guarded_api_asks_for_the_token_to_read(guarded_api: ApiProcess, page: Any) -> None:
+    """Reads need the token: the page asks for it, then reads, follows the run's event
+    stream (which sends the read cookie, as an EventSource cannot send a header) and acts."""
+    run_id = _failed_run(guarded_api)
+    page.goto(f"{guarded_api.url}/ui/runs/{run_id}")
+    expect(page.get_by_role("alert")).to_contain_text("Refused: this API needs its token (401)")
+    page.get_by_role("button", name="Enter the API token").click()
+    token = page.locator("dialog#token")
+    token.get_by_label("Token").fill(TOKEN)
+    token.get_by_role("button", name="Save token").click()
+    expect(page.locator("#run-status")).to_have_text("failed")
+
+    page.get_by_role("button", name="Resume run").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_contain_text("Will run: a, b, c[*], d, e")
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#run-status")).to_have_text("succeeded")  # live: the stream reads
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["reelflow_read"]["httpOnly"] and cookies["reelflow_read"]["value"] != TOKEN
+
+    page.reload()  # a new page load renews the cookie from the saved token, then reads
     expect(page.locator("#run-status")).to_have_text("succeeded")
 
 

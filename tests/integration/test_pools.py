@@ -345,8 +345,8 @@ ALICE = "alice-secret-token-1"
 
 async def test_pools_and_metrics_show_holders_waiters_and_waits(pool_api: ApiProcess) -> None:
     await _until(_idle)
-    with httpx.Client(base_url=pool_api.url, timeout=10) as http:
-        auth = {"Authorization": f"Bearer {ALICE}"}
+    auth = {"Authorization": f"Bearer {ALICE}"}  # reads need it too
+    with httpx.Client(base_url=pool_api.url, timeout=10, headers=auth) as http:
         body = {"workflow": "slot_probe", "params": {"hold_ms": 4000, "width": 0}}
         made = [http.post("/runs", json=body, headers=auth) for _ in range(2)]
         await _until(lambda p: all(s["holder_step_id"] for s in p["slots"]))

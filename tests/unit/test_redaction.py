@@ -75,8 +75,13 @@ def test_settings_name_their_secrets() -> None:
         database_url=f"postgresql://u:{SECRET}@h/db",
         redis_url="redis://:redispass1@h:6379/0",
         api_token="tok-abcdef",  # type: ignore[arg-type]
+        api_tokens="alice=tok-alice-1,bob=tok-bob-22",  # type: ignore[arg-type]
+        metrics_token="tok-metrics-9",  # type: ignore[arg-type]
     )
-    assert {SECRET, "redispass1", "tok-abcdef"} <= set(settings.secrets())
+    found = set(settings.secrets())
+    assert {SECRET, "redispass1", "tok-abcdef", "tok-metrics-9"} <= found
+    assert {"tok-alice-1", "tok-bob-22"} <= found  # each named token alone too
+    assert "tok-metrics-9" not in Redactor(settings.secrets()).text("a line with tok-metrics-9")
     assert url_password("redis://h:6379/0") is None
 
 

@@ -13,7 +13,7 @@ export class Problem extends Error {
 export async function api(path, { method = "GET", body, headers = {} } = {}) {
   const token = localStorage.getItem(TOKEN_KEY);
   const sent = { Accept: "application/json", ...headers };
-  if (token && method !== "GET") sent.Authorization = `Bearer ${token}`;
+  if (token) sent.Authorization = `Bearer ${token}`; // reads need it too, unless PUBLIC_READS
   // Every change is sent as JSON, a body-less one too: the API refuses form-shaped writes.
   if (method !== "GET") sent["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -54,9 +54,16 @@ export function explain(error) {
   return `${detail} (${error.status}).`;
 }
 
-/** Keep the token for later actions (in this browser only). */
-export function saveToken(value) {
+/** Keep the token for later requests (in this browser only), and open a read session. */
+export async function saveToken(value) {
   localStorage.setItem(TOKEN_KEY, value);
+  await openSession();
+}
+
+/** Images, videos and event streams cannot send a header: with a saved token, ask the API
+ *  for its read cookie (HttpOnly, derived from the token), which the browser sends for them. */
+export async function openSession() {
+  if (localStorage.getItem(TOKEN_KEY)) await api("/ui/session", { method: "POST" });
 }
 
 let guarded = null; // does the API ask for a token? (its OpenAPI declares bearer security)
@@ -64,7 +71,9 @@ export async function apiIsGuarded() {
   if (guarded === null) {
     try {
       const { data } = await api("/openapi.json");
-      guarded = Boolean(data?.components?.securitySchemes);
+      // /metrics alone may have a token of its own (METRICS_TOKEN): not one for this UI.
+      guarded = Object.entries(data?.paths || {}).some(([path, operations]) =>
+        path !== "/metrics" && Object.values(operations).some((op) => op.security?.length));
     } catch { guarded = false; }
   }
   return guarded;

@@ -2,7 +2,7 @@
 // HTTP API (the same one curl and the CLI use) and follows runs through their SSE streams.
 // This entry module routes by location (history API); each page is a module in pages/.
 
-import { apiIsGuarded, explain } from "./api.js";
+import { apiIsGuarded, explain, openSession, Problem } from "./api.js";
 import { askToken } from "./dialogs.js";
 import { h, link, setPage } from "./dom.js";
 import { forgetMedia } from "./media.js";
@@ -25,7 +25,10 @@ router(async (gen) => {
     else if ((m = path.match(/^\/ui\/runs\/([0-9a-f-]{36})$/))) await runPage(gen, m[1]);
     else setPage("Not found", h("h1", {}, "Not found"), h("p", {}, link("/ui", "All runs")));
   } catch (error) {
-    setPage("Error", h("h1", {}, "Could not load this page"), h("p", { class: "error-text", role: "alert" }, explain(error)));
+    const retry = error instanceof Problem && error.status === 401
+      ? h("p", {}, h("button", { type: "button", onclick: () => askToken(render) }, "Enter the API token"))
+      : "";
+    setPage("Error", h("h1", {}, "Could not load this page"), h("p", { class: "error-text", role: "alert" }, explain(error)), retry);
   }
 });
 
@@ -38,4 +41,4 @@ document.addEventListener("click", (e) => {
 window.addEventListener("popstate", render);
 document.getElementById("token-button").addEventListener("click", askToken);
 apiIsGuarded().then((yes) => { document.getElementById("token-button").hidden = !yes; });
-render();
+openSession().catch(() => {}).then(render); // a saved token renews its read cookie first

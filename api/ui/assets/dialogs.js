@@ -44,14 +44,18 @@ export const resume = (run) => act("Resume run", `/runs/${run.id}/resume`, true)
 export const cancel = (run) => act("Cancel run", `/runs/${run.id}/cancel`, false);
 export const retry = (id, key) => act(`Retry ${key}`, `/runs/${id}/steps/${encodeURIComponent(key)}/retry`, true);
 
-export function askToken() {
+/** Ask for the API's token and keep it; then `saved()` (by default: say to try again). */
+export function askToken(saved = () => say("Token saved. Try the action again.")) {
   const dialog = document.getElementById("token");
   const input = document.getElementById("token-input");
   input.value = "";
-  dialog.addEventListener("close", () => {
-    if (dialog.returnValue === "ok" && input.value) {
-      saveToken(input.value);
-      say("Token saved. Try the action again.");
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "ok" || !input.value) return;
+    try {
+      await saveToken(input.value);
+      await saved();
+    } catch (error) {
+      say(explain(error), true);
     }
   }, { once: true });
   dialog.returnValue = "";
