@@ -125,11 +125,14 @@ def _redis_port(home: Path) -> int:
 
 def _wait_for_api(stack: Stack, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
+    tokens = list(stack.settings.tokens())  # /health is a read: with a token set, it needs one
+    headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
     while time.monotonic() < deadline:
         if stack.dead():
             raise ConfigError(f"{', '.join(stack.dead())} exited at start; see logs")
         try:
-            if httpx.get(f"{stack.api_url}/health", timeout=2).json()["workers"]["ok"]:
+            health = httpx.get(f"{stack.api_url}/health", headers=headers, timeout=2).json()
+            if health["workers"]["ok"]:
                 return
         except (httpx.HTTPError, ValueError, KeyError):
             pass

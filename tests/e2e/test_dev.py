@@ -19,9 +19,13 @@ from tests.support import ROOT
 pytestmark = pytest.mark.slow
 
 
-def start_dev(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_dev(
+    home: Path, port: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(REELFLOW_HOME=str(home), LOG_FORMAT="json")
+    env.update(REELFLOW_HOME=str(home), LOG_FORMAT="json", **(extra or {}))
+    token = (extra or {}).get("API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     for key in ("ARTIFACT_ROOT", "PUBLISH_DIR"):
         env.pop(key, None)
     proc = subprocess.Popen(
@@ -44,7 +48,8 @@ def start_dev(home: Path, port: int) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+            health = httpx.get(f"http://127.0.0.1:{port}/health", headers=headers, timeout=2)
+            if health.status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
@@ -102,5 +107,20 @@ def test_dev_stops_cleanly_and_keeps_runs(tmp_path: Path) -> None:
         assert run_id in {r["id"] for r in runs}
         steps = client.get(f"/runs/{run_id}/steps").json()
         assert all(s["status"] == "succeeded" for s in steps)
+    finally:
+        stop_dev(dev, home)
+
+
+def test_dev_comes_up_with_a_token_set(tmp_path: Path) -> None:
+    """With API_TOKEN set, /health is a read that needs it: the stack waits for its workers
+    with the token (without it, it would wait for a 401 to turn healthy, and give up)."""
+    home, port = tmp_path / "home", free_port()
+    dev = start_dev(home, port, {"API_TOKEN": "dev-stack-token"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/runs", timeout=10).status_code == 401
+        auth = {"Authorization": "Bearer dev-stack-token"}
+        assert httpx.get(f"{url}/runs", headers=auth, timeout=10).status_code == 200
+        assert httpx.get(f"{url}/livez", timeout=10).status_code == 200
     finally:
         stop_dev(dev, home)
