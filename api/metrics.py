@@ -18,7 +18,14 @@ from db.pools import WAIT_BUCKETS
 from db.states import ATTEMPT_OUTCOMES, RUN_LIVE, RUN_TERMINAL, STEP_IN_FLIGHT
 from workflows.definition.registry import all_workflows
 
-BUCKETS_MS = (10, 50, 100, 500, 1000, 5000, 10_000, 30_000, 60_000, 300_000, 900_000)
+#: Upper bounds (ms) of the step duration and queue-wait buckets: the counting triggers'
+#: (migration 6d9c3d7eb9de) spell them the same way.
+BUCKETS_MS = (10, 50, 100, 500, 1000, 5000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000)
+
+#: The labels of every step-level family: a step's name (map items fold into it), so a
+#: series exists per step of a workflow, never per run or item.
+STEP = ["workflow", "step", "queue"]
+Series = tuple[str, ...]
 
 
 class Snapshot(Collector):
@@ -30,29 +37,37 @@ class Snapshot(Collector):
 
     def collect(self) -> Any:
         counts = self.data["counters"]
-        yield self._gauge("reelflow_runs_active", "Runs pending or running, by status",
-                          "status", RUN_LIVE, self.data["in_flight"]["runs"])  # fmt: skip
-        yield self._gauge("reelflow_steps_in_flight", "Steps queued, running or retrying",
-                          "status", STEP_IN_FLIGHT, self.data["in_flight"]["steps"])  # fmt: skip
+        series = _split(counts)
+        known = _known_steps()
+        yield from self._in_flight(self.data["in_flight"], known)
         finished = CounterMetricFamily(
-            "reelflow_runs_finished", "Runs that finished, by outcome", labels=["status"]
-        )
-        for status in sorted(RUN_TERMINAL):
-            finished.add_metric([status.value], counts.get(("runs_finished", status.value), 0))
+            "reelflow_runs_finished", "Runs that finished, by workflow and outcome",
+            labels=["workflow", "status"],
+        )  # fmt: skip
+        ran = series.get("workflow_runs_finished", {})
+        for workflow in sorted({w for w, _, _ in known} | {w for w, _ in ran}):
+            for status in sorted(RUN_TERMINAL):
+                finished.add_metric([workflow, status.value], ran.get((workflow, status.value), 0))
         yield finished
         attempts = CounterMetricFamily(
             "reelflow_step_attempts",
             "Attempts that ended, by step and outcome (retrying: a retry follows)",
-            labels=["step", "outcome"],
+            labels=[*STEP, "outcome"],
         )
-        steps = sorted({label.split("|")[0] for name, label in counts if name == "attempts"})
-        for step in steps:
+        ended = series.get("step_attempts", {})
+        for step in sorted({label[:3] for label in ended}):
             for outcome in ATTEMPT_OUTCOMES:
-                attempts.add_metric(
-                    [step, outcome], counts.get(("attempts", f"{step}|{outcome}"), 0)
-                )
+                attempts.add_metric([*step, outcome], ended.get((*step, outcome), 0))
         yield attempts
-        yield self._durations(counts)
+        yield _histogram(
+            "reelflow_step_duration_seconds", "Finished attempts by step",
+            series.get("step_duration_bucket", {}), series.get("step_duration_ms_sum", {}), 1e3,
+        )  # fmt: skip
+        yield _histogram(
+            "reelflow_step_queue_wait_seconds",
+            "How long attempts' messages waited in the queue (counted as each attempt starts)",
+            series.get("queue_wait_bucket", {}), series.get("queue_wait_us_sum", {}), 1e6,
+        )  # fmt: skip
         for name, doc in (
             ("deliveries_ignored", "Deliveries that changed nothing, by reason"),
             ("runs_requeued", "Runs the reconciler dispatched again, by reason"),
@@ -63,7 +78,7 @@ class Snapshot(Collector):
                 if counter == name:
                     family.add_metric([label], value)
             yield family
-        yield from self._cache(counts)
+        yield from _cache(series)
         workers = GaugeMetricFamily(
             "reelflow_workers_online", "Workers with a fresh heartbeat, by queue", labels=["queue"]
         )
@@ -77,58 +92,87 @@ class Snapshot(Collector):
         yield from _pools(self.data["pools"], counts)
 
     @staticmethod
-    def _cache(counts: dict[tuple[str, str], int]) -> Iterator[CounterMetricFamily]:
-        """Reuses (counted as they happen) and misses: the executions (attempts) of the
-        steps of each workflow that may reuse a result."""
-        reused = CounterMetricFamily(
-            "reelflow_cache_reused",
-            "Steps that reused a result with their input key instead of running",
-            labels=["workflow", "step"],
-        )
-        for (counter, label), value in sorted(counts.items()):
-            if counter == "cache_reused":
-                reused.add_metric(label.split("|", 1), value)
-        yield reused
-        missed = CounterMetricFamily(
-            "reelflow_cache_missed",
-            "Executions of steps that may reuse a result, with none of their key to reuse",
-            labels=["workflow", "step"],
-        )
-        ran: dict[str, int] = {}
-        for (counter, label), value in counts.items():
-            if counter == "attempts":
-                step = label.split("|", 1)[0]
-                ran[step] = ran.get(step, 0) + value
-        for workflow in sorted(all_workflows().values(), key=lambda w: w.name):
-            for step in workflow.step_names:
-                if workflow.spec(step).cache and step in ran:
-                    missed.add_metric([workflow.name, step], ran[step])
-        yield missed
+    def _in_flight(found: dict[str, dict[Series, int]], known: set[Series]) -> Iterator[Any]:
+        """Gauges of the work in flight, zeros too for every status of every known step."""
+        runs = GaugeMetricFamily(
+            "reelflow_runs_active", "Runs pending or running, by workflow and status",
+            labels=["workflow", "status"],
+        )  # fmt: skip
+        for workflow in sorted({w for w, _, _ in known} | {w for w, _ in found["runs"]}):
+            for run_status in sorted(RUN_LIVE):
+                runs.add_metric([workflow, run_status.value],
+                                found["runs"].get((workflow, run_status.value), 0))  # fmt: skip
+        yield runs
+        steps = GaugeMetricFamily(
+            "reelflow_steps_in_flight", "Steps queued, running or retrying",
+            labels=[*STEP, "status"],
+        )  # fmt: skip
+        for step in sorted(known | {key[:3] for key in found["steps"]}):
+            for status in sorted(STEP_IN_FLIGHT):
+                steps.add_metric(
+                    [*step, status.value], found["steps"].get((*step, status.value), 0)
+                )
+        yield steps
 
-    @staticmethod
-    def _gauge(
-        name: str, doc: str, label: str, states: frozenset[Any], found: dict[str, int]
-    ) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, doc, labels=[label])
-        for state in sorted(states):
-            family.add_metric([state.value], found.get(state.value, 0))  # zeros too
-        return family
 
-    @staticmethod
-    def _durations(counts: dict[tuple[str, str], int]) -> HistogramMetricFamily:
-        hist = HistogramMetricFamily(
-            "reelflow_step_duration_seconds", "Finished attempts by step", labels=["step"]
-        )
-        steps = sorted({label for name, label in counts if name == "duration_ms_sum"})
-        for step in steps:
-            running, buckets = 0, []
-            for bound in BUCKETS_MS:
-                running += counts.get(("duration_bucket", f"{step}|{bound}"), 0)
-                buckets.append((str(bound / 1000), running))
-            total = running + counts.get(("duration_bucket", f"{step}|+Inf"), 0)
-            buckets.append(("+Inf", total))
-            hist.add_metric([step], buckets, counts.get(("duration_ms_sum", step), 0) / 1000)
-        return hist
+def _split(counts: dict[tuple[str, str], int]) -> dict[str, dict[Series, int]]:
+    """The engine counters by name, each label split into its parts."""
+    out: dict[str, dict[Series, int]] = {}
+    for (name, label), value in counts.items():
+        out.setdefault(name, {})[tuple(label.split("|"))] = value
+    return out
+
+
+def _known_steps() -> set[Series]:
+    """(workflow, step, queue) of every step of every workflow this deployment runs."""
+    return {
+        (w.name, step, w.spec(step).queue)
+        for w in all_workflows().values()
+        for step in w.step_names
+    }
+
+
+def _histogram(
+    name: str, doc: str, buckets: dict[Series, int], sums: dict[Series, int], per_second: float
+) -> HistogramMetricFamily:
+    """A histogram by step from its counters: per-bucket counts keyed (*series, bound) and
+    a sum per series (in ms or µs: `per_second` of them make a second)."""
+    hist = HistogramMetricFamily(name, doc, labels=STEP)
+    for series in sorted(sums):
+        running, cumulative = 0, []
+        for bound in BUCKETS_MS:
+            running += buckets.get((*series, str(bound)), 0)
+            cumulative.append((str(bound / 1000), running))
+        cumulative.append(("+Inf", running + buckets.get((*series, "+Inf"), 0)))
+        hist.add_metric(list(series), cumulative, sums[series] / per_second)
+    return hist
+
+
+def _cache(series: dict[str, dict[Series, int]]) -> Iterator[CounterMetricFamily]:
+    """Reuses (counted as they happen) and misses: the executions (attempts) of the steps
+    of each workflow that may reuse a result."""
+    reused = CounterMetricFamily(
+        "reelflow_cache_reused",
+        "Steps that reused a result with their input key instead of running",
+        labels=STEP,
+    )
+    for labels, value in sorted(series.get("step_reused", {}).items()):
+        reused.add_metric(list(labels), value)
+    yield reused
+    missed = CounterMetricFamily(
+        "reelflow_cache_missed",
+        "Executions of steps that may reuse a result, with none of their key to reuse",
+        labels=STEP,
+    )
+    ran: dict[Series, int] = {}
+    for label, value in series.get("step_attempts", {}).items():
+        ran[label[:3]] = ran.get(label[:3], 0) + value
+    workflows = all_workflows()
+    for (workflow, step, queue), value in sorted(ran.items()):
+        known = workflows.get(workflow)
+        if known is not None and step in known.step_names and known.spec(step).cache:
+            missed.add_metric([workflow, step, queue], value)
+    yield missed
 
 
 def _pools(view: dict[str, dict[str, Any]], counts: dict[tuple[str, str], int]) -> Iterator[Any]:

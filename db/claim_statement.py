@@ -29,7 +29,8 @@ _CLAIMABLE = sql_in(STEP_CLAIMABLE)
 # $1 run, $2 key, $3 single deps, $4 owner, $5 hostname, $6 task id, $7 queue, $8 lease s,
 # $9 dead same-host owner to take over, $10 mapped deps, $11 generation, $12 worker id,
 # $13 seconds after which a silent worker counts as dead, $14 whether the step reads params,
-# $15 the step's code version ('': it never reuses a result), $16 its pool ('': none).
+# $15 the step's code version ('': it never reuses a result), $16 its pool ('': none),
+# $17 seconds its message waited to be taken, as the worker measured it (NULL: unknown).
 CLAIM = f"""
 WITH cur AS (
     SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
@@ -187,9 +188,11 @@ WITH cur AS (
       AND a.attempt < claimed.attempts
 ), att AS (
     INSERT INTO step_attempts (step_run_id, run_id, step_key, step, attempt, status,
-                               celery_task_id, worker_hostname, queue, started_at, input_key)
+                               celery_task_id, worker_hostname, queue, started_at, input_key,
+                               enqueued_at)
     SELECT claimed.id, $1::uuid, $2::text, cur.step, claimed.attempts, '{_A.RUNNING}',
-           $6::text, $5::text, $7::text, now(), keyed.input_key
+           $6::text, $5::text, $7::text, now(), keyed.input_key,
+           now() - $17::float8 * interval '1 second'
     FROM claimed, cur, keyed
 )
 SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_attempts,

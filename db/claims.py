@@ -97,16 +97,20 @@ async def claim(
     steal_from: str | None = None,
     code_version: str | None = None,
     pool: str | None = None,
+    queued_for: float | None = None,
 ) -> Claim:
     """Take the step for one attempt of `generation`, if that is the run's current one and
     every dependency has succeeded; then also return its inputs and params. With a
     `code_version` (a step that may reuse), its input key is computed in the same
     statement: a succeeded result with that key stands in for running it (REUSED), and
-    one being computed elsewhere makes this delivery wait (AWAITING)."""
+    one being computed elsewhere makes this delivery wait (AWAITING). `queued_for`: how
+    long the message waited to be taken (seconds, as the worker measured it); the attempt
+    records when it was enqueued in the database's clock, so `started_at - enqueued_at`
+    is that wait whatever the clocks of the database and the sender say."""
     row = await conn.fetchrow(
         CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
         steal_from or "", mapped_deps, generation, worker_id or "", float(worker_dead_after),
-        wants_params, code_version or "", pool or "",
+        wants_params, code_version or "", pool or "", queued_for,
     )  # fmt: skip
     if row is None:
         return Claim(ClaimOutcome.NOT_RUNNABLE)

@@ -83,6 +83,7 @@ class AttemptRecord(_Record):
     celery_task_id: str | None = None
     worker_hostname: str | None = None
     queue: str | None = None
+    enqueued_at: datetime | None = None
     started_at: datetime
     finished_at: datetime | None = None
     duration_ms: float | None = None

@@ -7,9 +7,12 @@ broker URL until something actually talks to the broker.
 from __future__ import annotations
 
 import importlib
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
 from reelflow.settings import get_settings
@@ -109,6 +112,30 @@ def celery_config() -> dict[str, Any]:
 
 app = Celery("reelflow")
 app.add_defaults(celery_config)
+
+#: The header every message carries from whoever publishes it (API, relay, worker): when
+#: it became deliverable, in epoch seconds (sent, or its ETA when later: a retry's countdown
+#: is not time waited in the queue). The worker that takes it measures the wait from it.
+ENQUEUED_HEADER = "reelflow_enqueued_at"
+
+
+@before_task_publish.connect
+def _stamp_enqueued(headers: Any = None, **_: Any) -> None:
+    if headers is None:
+        return
+    now = time.time()
+    headers[ENQUEUED_HEADER] = max(now, _epoch(headers.get("eta")) or now)
+
+
+def _epoch(iso: Any) -> float | None:
+    """An ETA header (ISO 8601, UTC when it names no zone) as epoch seconds."""
+    if not isinstance(iso, str):
+        return None
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _split(names: str) -> list[str]:

@@ -8,6 +8,11 @@ No line carries a secret: tracebacks are rendered without frame locals (where a 
 keeps its connection parameters and a request its headers), and the last step before
 rendering masks every known secret and everything shaped like one (`reelflow.redaction`).
 Uncaught exceptions of threads and of the process go through the same path.
+
+A worker binds its delivery's run id, step, step key and (once claimed) attempt for the
+whole delivery (`bind_delivery`), so Celery's own lines about it carry them too. Outcomes
+a run records are not errors: Celery's line for a chord whose member failed for good
+(`StepFailed`) or was revoked (a cancel) is one INFO line, without a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from reelflow.errors import StepFailed
 from reelflow.redaction import Redactor
 from reelflow.settings import Settings
 
@@ -74,6 +81,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     level = logging.getLevelName(settings.log_level)
+    handler.addFilter(ExpectedOutcomes(level))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
@@ -89,6 +97,45 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     )
     _route_uncaught_exceptions()
     _configured = True
+
+
+#: What a chord member ends with when its run recorded why: a failure for good, a revoke.
+_EXPECTED = (StepFailed.__name__, "TaskRevokedError")
+
+
+class ExpectedOutcomes(logging.Filter):
+    """Celery's backends log a chord one of whose members failed as an ERROR with the
+    ChordError's traceback. When that member failed for good (`StepFailed`: the step and
+    the run recorded it) or was revoked (the run was cancelled), the line is one INFO line
+    without a traceback; a chord failing for any other reason stays an ERROR."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (record.name.startswith("celery.backends") and exc is not None):
+            return True
+        cause = exc.__cause__
+        if type(exc).__name__ != "ChordError" or type(cause).__name__ not in _EXPECTED:
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info, record.exc_text = None, None
+        return self.level <= logging.INFO
+
+
+def bind_delivery(request: Any, **fields: Any) -> None:
+    """Bind `fields` to every line logged until the delivery (a Celery task request) ends
+    (`unbind_delivery`, at `task_postrun`): Celery logs its outcome after the task's body
+    has returned."""
+    tokens = bind_contextvars(**fields)
+    request.__dict__.setdefault("_reelflow_log_tokens", []).append(tokens)
+
+
+def unbind_delivery(request: Any) -> None:
+    for tokens in reversed(request.__dict__.pop("_reelflow_log_tokens", [])):
+        reset_contextvars(**tokens)
 
 
 def _route_uncaught_exceptions() -> None:

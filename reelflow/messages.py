@@ -8,6 +8,8 @@ touches it: its headers, its content type, the shape of its body, and, for a tas
 declares `check_message(args, kwargs)` (reelflow's steps and expander), its arguments.
 A message that fails is rejected without requeueing (on RabbitMQ the step queues
 dead-letter it to `reelflow.dead`), logged once and counted by reason; the worker goes on.
+A message it takes is handed to Celery with what its task says its lines carry
+(`log_fields`: a step's run, step and key) bound, so Celery's `received` line names them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 from celery.signals import task_received
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
+from structlog.contextvars import bound_contextvars
 from vine import promise
 
 log = structlog.get_logger("reelflow.messages")
@@ -110,7 +113,8 @@ class GuardedConsumer(Consumer):
                 return self._refuse(message, *problem)
             self.received_current = False
             try:
-                return handle(message)
+                with bound_contextvars(**self._log_fields(message)):
+                    return handle(message)
             except (*self.connection_errors, *self.channel_errors):
                 raise  # the connection is at fault, not the message: reconnect as usual
             except Exception as exc:
@@ -139,6 +143,15 @@ class GuardedConsumer(Consumer):
             if reason:
                 return "invalid_args", reason
         return None
+
+    def _log_fields(self, message: Any) -> dict[str, Any]:
+        """What the message's task says its lines carry (checked by `_problem` already)."""
+        task = self.app.tasks.get(message.headers["task"])
+        fields = getattr(task, "log_fields", None)
+        if fields is None:
+            return {}
+        args, kwargs, _ = message.decode()  # decoded once, by `_problem`
+        return fields(list(args), kwargs)  # type: ignore[no-any-return]
 
     def _refuse(self, message: Any, reason: str, detail: str) -> None:
         headers = message.headers if isinstance(message.headers, Mapping) else {}

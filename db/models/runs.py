@@ -171,6 +171,9 @@ class StepAttempt(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     worker_hostname: Mapped[str | None] = mapped_column(String(200))
     queue: Mapped[str | None] = mapped_column(String(50))
+    #: When the message that started it became deliverable (sent, or its countdown over):
+    #: `started_at - enqueued_at` is the time it waited in the queue. None: not known.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[float | None] = mapped_column()

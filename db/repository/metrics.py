@@ -13,21 +13,32 @@ from db.repository.tables import runs, steps
 from db.states import RUN_LIVE, STEP_IN_FLIGHT, values
 
 
-async def in_flight(conn: AsyncConnection) -> dict[str, dict[str, int]]:
-    """Runs pending or running, and steps queued, running or retrying, by status."""
+async def in_flight(conn: AsyncConnection) -> dict[str, dict[tuple[str, ...], int]]:
+    """Runs pending or running by (workflow, status), and steps queued, running or
+    retrying by (workflow, step, queue, status): both read through partial indexes, so
+    their cost follows the work in flight, not the history."""
     run_stmt = (
-        select(runs.c.status, func.count())
+        select(runs.c.workflow, runs.c.status, func.count())
         .where(runs.c.status.in_(values(RUN_LIVE)))
-        .group_by(runs.c.status)
+        .group_by(runs.c.workflow, runs.c.status)
     )
-    step_stmt = (
-        select(steps.c.status, func.count())
+    # By run first, then each run's workflow by its key: the cost follows the steps in
+    # flight, where a join may scan every run ever made to label them.
+    flying = (
+        select(steps.c.run_id, steps.c.step, steps.c.queue, steps.c.status, func.count().label("n"))
         .where(steps.c.status.in_(values(STEP_IN_FLIGHT)))
-        .group_by(steps.c.status)
+        .group_by(steps.c.run_id, steps.c.step, steps.c.queue, steps.c.status)
+        .subquery()
     )
+    workflow = select(runs.c.workflow).where(runs.c.id == flying.c.run_id).scalar_subquery()
+    labelled = select(
+        workflow.label("workflow"), flying.c.step, flying.c.queue, flying.c.status, flying.c.n
+    ).subquery()
+    series = (labelled.c.workflow, labelled.c.step, labelled.c.queue, labelled.c.status)
+    step_stmt = select(*series, func.sum(labelled.c.n)).group_by(*series)
     return {
-        "runs": {s: int(n) for s, n in await conn.execute(run_stmt)},
-        "steps": {s: int(n) for s, n in await conn.execute(step_stmt)},
+        "runs": {(w, s): int(n) for w, s, n in await conn.execute(run_stmt)},
+        "steps": {(w, st, q, s): int(n) for w, st, q, s, n in await conn.execute(step_stmt)},
     }
 
 

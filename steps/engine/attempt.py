@@ -19,7 +19,7 @@ from opentelemetry import trace
 from db import outcomes
 from db.claims import Claim
 from reelflow import tracing
-from reelflow.errors import PermanentStepError, StepStopped
+from reelflow.errors import PermanentStepError, StepFailed, StepStopped
 from reelflow.settings import get_settings
 from reelflow.storage import artifact_store
 from steps.engine import bridge, faults, keys, slots
@@ -79,7 +79,7 @@ def run(task: Task[Any, Any], spec: StepSpec, run_id: uuid.UUID, key: str, claim
     except Exception as exc:
         renewer.release(lease)
         record_failure(task, spec, run_id, key, claim, exc)
-        raise  # unreachable: _record_failure raises Retry or re-raises
+        raise  # unreachable: record_failure raises Retry or StepFailed
     except BaseException:  # SoftTimeLimit's cousins, KeyboardInterrupt, SystemExit
         renewer.release(lease)
         raise
@@ -126,7 +126,9 @@ def record_failure(
     exc: Exception,
 ) -> None:
     """Record a failed attempt: a retry (Celery's, after a countdown) while the step has
-    attempts left and the error is transient; otherwise the step fails, and its run."""
+    attempts left and the error is transient; otherwise the step fails, and its run, and
+    Celery is told `StepFailed`: an outcome the run recorded, one WARNING line here (the
+    traceback is on the attempt row), not an error for Celery to log with its traceback."""
     retrying = spec.retry.is_transient(exc) and claim.attempt < claim.max_attempts
     span = trace.get_current_span()
     span.record_exception(exc)
@@ -164,13 +166,13 @@ def record_failure(
             countdown_s=round(countdown, 3),
         )
         raise task.retry(exc=exc, countdown=countdown, max_retries=None)
-    log.error(
+    log.warning(
         "step_failed",
         error_type=failure.error_type,
         error=failure.message,
         run_failed=run_failed,
     )
-    raise exc
+    raise StepFailed(f"{key} failed: {failure.error_type}: {failure.message[:500]}") from exc
 
 
 def _hand_over(pool: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,7 +22,9 @@ from structlog.contextvars import bound_contextvars
 from db import claims
 from db.claims import ClaimOutcome
 from reelflow import tracing
-from reelflow.celery_app import app
+from reelflow.celery_app import ENQUEUED_HEADER, app
+from reelflow.errors import StepFailed
+from reelflow.logs import bind_delivery
 from reelflow.settings import get_settings
 from steps.engine import bridge, slots
 from steps.engine.attempt import run as run_attempt
@@ -116,6 +119,9 @@ class StepTask(Task):  # type: ignore[type-arg]
     spec: StepSpec
     acks_late = True
     reject_on_worker_lost = True
+    #: A failure the step and its run recorded: Celery marks the delivery failed, and logs
+    #: it as expected (one INFO line, no traceback) rather than as an error.
+    throws = (StepFailed,)
 
     def check_message(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
         """Why the worker's consumer must refuse a message for this step, or None: its
@@ -125,6 +131,14 @@ class StepTask(Task):  # type: ignore[type-arg]
         if problem is None and step_of_key(args[1]) != self.spec.name:
             problem = f"key {args[1]!r} is not a key of step {self.spec.name}"
         return problem
+
+    def log_fields(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """What every line about a delivery of this step carries, Celery's own too (bound
+        by the worker's consumer and around the task): its run, step and key. The attempt
+        is added once claimed."""
+        if self.check_message(args, kwargs) is not None:
+            return {}
+        return {"run_id": args[0], "step": self.spec.name, "step_key": args[1]}
 
     def _owner(self) -> str:
         return f"{self.request.hostname or 'local'}/{os.getpid()}"
@@ -151,7 +165,16 @@ class StepTask(Task):  # type: ignore[type-arg]
             steal_from=steal_from,
             code_version=self.spec.version_now(),
             pool=slots.pool_of(self.spec),
+            queued_for=self._queued_for(),
         )
+
+    def _queued_for(self) -> float | None:
+        """How long this delivery's message waited to be taken, by this worker's clock
+        (since the enqueue time its publisher stamped); None for a message without one."""
+        stamp = self.request.get(ENQUEUED_HEADER)
+        if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+            return None
+        return max(0.0, time.time() - stamp)
 
     def _log_miss(self, claim: claims.Claim) -> None:
         """Say which part of the key changed, against the step's last key (or, for its
@@ -182,7 +205,11 @@ class StepTask(Task):  # type: ignore[type-arg]
         }
         with (
             bound_contextvars(
-                run_id=str(run_id), step_key=key, task_id=self.request.id, generation=generation
+                run_id=str(run_id),
+                step=self.spec.name,
+                step_key=key,
+                task_id=self.request.id,
+                generation=generation,
             ),
             tracing.tracer.start_as_current_span(
                 "reelflow.step", attributes=attributes, **_QUIET
@@ -238,10 +265,11 @@ class StepTask(Task):  # type: ignore[type-arg]
                 bridge.count_ignored(claim.outcome.value)
                 announce(self, "ignored", reason=claim.outcome.value)
                 raise Ignore()
-            with bound_contextvars(attempt=claim.attempt):
-                if claim.input_key is not None:
-                    self._log_miss(claim)
-                run_attempt(self, self.spec, run_id, key, claim)
+            # Until the delivery ends: Celery's line about its outcome names the attempt.
+            bind_delivery(self.request, attempt=claim.attempt)
+            if claim.input_key is not None:
+                self._log_miss(claim)
+            run_attempt(self, self.spec, run_id, key, claim)
 
 
 __all__ = ["STEPS", "StepTask", "step"]

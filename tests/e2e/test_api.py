@@ -192,10 +192,11 @@ def test_workflows_health_and_metrics(client: httpx.Client) -> None:
         client, client.post("/runs", json={"workflow": "probe"}).json()["id"], {"succeeded"}
     )
     metrics = client.get("/metrics").text
-    assert 'reelflow_runs_finished_total{status="succeeded"}' in metrics
-    assert 'reelflow_runs_active{status="pending"}' in metrics  # zero states present
-    assert 'reelflow_step_attempts_total{outcome="succeeded",step="a"}' in metrics
-    assert 'reelflow_step_duration_seconds_bucket{le="+Inf",step="a"}' in metrics
+    assert 'reelflow_runs_finished_total{status="succeeded",workflow="probe"}' in metrics
+    assert 'reelflow_runs_active{status="pending",workflow="probe"}' in metrics  # zeros present
+    a = 'queue="default",step="a",workflow="probe"'
+    assert f'reelflow_step_attempts_total{{outcome="succeeded",{a}}}' in metrics
+    assert f'reelflow_step_duration_seconds_bucket{{le="+Inf",{a}}}' in metrics
     assert 'reelflow_queue_depth{queue="gpu"}' in metrics
     assert 'reelflow_workers_online{queue="default"} 1.0' in metrics
     assert "http_requests_total" in metrics and "process_cpu_seconds_total" in metrics

@@ -203,12 +203,13 @@ async def test_a_revise_racing_a_resume_one_wins_the_other_gets_409(
 async def test_reuses_and_misses_are_counted_by_workflow_and_step(
     first: dict[str, Any], client: httpx.Client
 ) -> None:
-    reused = await counter_values("cache_reused")
-    assert reused.get("short_video|render_scene", 0) >= 8
+    reused = await counter_values("step_reused")
+    assert reused.get("short_video|render_scene|gpu", 0) >= 8
     scrape = client.get("/metrics").text
-    assert 'reelflow_cache_reused_total{step="render_scene",workflow="short_video"}' in scrape
+    render = 'queue="gpu",step="render_scene",workflow="short_video"'
+    assert f"reelflow_cache_reused_total{{{render}}}" in scrape
     missed = [line for line in scrape.splitlines() if line.startswith(
-        'reelflow_cache_missed_total{step="render_scene",workflow="short_video"}')]  # fmt: skip
+        f"reelflow_cache_missed_total{{{render}}}")]  # fmt: skip
     assert missed and float(missed[0].rsplit(" ", 1)[1]) >= 8
     assert "reelflow_cache_missed_total{" in scrape and 'step="publish"' not in "".join(
         line for line in scrape.splitlines() if line.startswith("reelflow_cache_missed")

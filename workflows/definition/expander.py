@@ -88,6 +88,12 @@ class ExpanderTask(Task):  # type: ignore[type-arg]
     #: The worker's consumer refuses a message whose arguments this rejects.
     check_message = staticmethod(check_message_args)
 
+    def log_fields(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """What every line about a delivery carries, Celery's own too: its run and map."""
+        if check_message_args(args, kwargs) is not None:
+            return {}
+        return {"run_id": args[0], "step": expander_key(args[1]), "step_key": expander_key(args[1])}
+
     def on_replace(self, sig: Signature) -> Any:
         announce(self, "replaced", by=str(sig.task if hasattr(sig, "task") else sig)[:200])
         return super().on_replace(sig)

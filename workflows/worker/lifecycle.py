@@ -6,7 +6,8 @@
 - ready: the maintenance thread (heartbeat, relay, reconciler) starts;
 - each pool process: fresh engines and loop after fork, its own lease renewer and tracer;
 - shutdown: the maintenance thread stops and the worker's heartbeat row goes;
-- every publish: the run id and step key go in the message headers, for monitors.
+- every publish: the run id and step key go in the message headers, for monitors;
+- every delivery: its run, step and key bound to every line logged while it runs.
 
 Imported by name by `reelflow.celery_app.WORKER_MODULES`, so the ground floor imports
 nothing above it.
@@ -23,6 +24,8 @@ from celery.signals import (
     before_task_publish,
     celeryd_init,
     setup_logging,
+    task_postrun,
+    task_prerun,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -35,7 +38,7 @@ from db.engine import dispose_engine, get_engine
 from db.migrate import ensure_at_head
 from reelflow import broker, tracing
 from reelflow.errors import ConfigError, SchemaBehind
-from reelflow.logs import configure_logging
+from reelflow.logs import bind_delivery, configure_logging, unbind_delivery
 from reelflow.settings import get_settings
 from reelflow.storage import sweep_scratch
 from steps.engine import bridge, slots
@@ -164,6 +167,21 @@ def _name_the_step(
     if isinstance(args, (list, tuple)) and len(args) >= 2:
         headers["reelflow_run_id"], headers["reelflow_step_key"] = str(args[0]), str(args[1])
         headers["argsrepr"] = f"run_id={args[0]} step={args[1]}"
+
+
+@task_prerun.connect
+def _bind_delivery(task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    """What the task says its lines carry (`log_fields`: a step's run, step and key), bound
+    until `task_postrun`, after Celery's own line about the outcome."""
+    fields = getattr(task, "log_fields", None)
+    if task is not None and fields is not None:
+        bind_delivery(task.request, **fields(list(args or ()), dict(kwargs or {})))
+
+
+@task_postrun.connect
+def _unbind_delivery(task: Any = None, **_: Any) -> None:
+    if task is not None:
+        unbind_delivery(task.request)
 
 
 def _queues(worker: Any) -> list[str]:

@@ -66,7 +66,10 @@ export function timeline(run, attempts) {
         h("td", {}, link(stepPath(run.id, a.step_key), a.step_key)),
         h("td", {}, a.attempt), h("td", {}, badge(a.status)),
         h("td", { class: "hide-narrow mono" }, a.worker_hostname || ""),
-        h("td", {}, span(a.waited_ms)), h("td", { class: "hide-narrow" }, when(a.started_at)),
+        // Waited: recorded (started_at - enqueued_at), not a gap between timestamps.
+        h("td", { title: a.enqueued_at ? `queued ${when(a.enqueued_at)}` : "not recorded" },
+          span(a.waited_ms)),
+        h("td", { class: "hide-narrow" }, when(a.started_at)),
         h("td", {}, span(a.duration_ms)),
         h("td", { class: "bar-cell" }, h("div", { class: "bar", "aria-hidden": "true" },
           h("span", { class: `s-${a.status}`, style: `left:${left}%;width:${width}%;background:currentColor` }))));
