@@ -34,6 +34,7 @@ from db.states import RunStatus, StepStatus
 from reelflow.errors import InvalidParams
 from reelflow.settings import get_settings
 from workflows.runs import operations
+from workflows.watch.headlines import headlines
 from workflows.watch.stream import RunWatcher
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500, 503))
@@ -131,7 +132,8 @@ async def list_runs(
     ] = None,
 ) -> RunPage:
     """Newest first, a page at a time (keyset pagination: pass `next_cursor` back), each
-    with how many of its steps are done."""
+    with how many of its steps are done and its `headline`: what it is (title, thumbnail)
+    and, if it failed, which step and why."""
     runs = await repo.list_runs(
         conn,
         status=status,
@@ -142,8 +144,10 @@ async def list_runs(
         search=q.strip() if q else None,
         limit=limit + 1,
     )
-    progress = await repo.step_progress(conn, run_ids=[r.id for r in runs[:limit]])
-    items = [RunSummary.of(r, progress.get(r.id, (0, 0))) for r in runs[:limit]]
+    page = runs[:limit]
+    progress = await repo.step_progress(conn, run_ids=[r.id for r in page])
+    heads = await headlines(conn, runs=page)
+    items = [RunSummary.of(r, progress.get(r.id, (0, 0)), heads.get(r.id)) for r in page]
     return RunPage(items=items, next_cursor=_cursor(items[-1]) if len(runs) > limit else None)
 
 
@@ -189,6 +193,7 @@ async def cancel_run(run_id: uuid.UUID, actor: Actor) -> RunOut:
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        204: {"description": "the run has ended and this client has seen its end"},
         **documented(404),
     },
 )
@@ -196,13 +201,16 @@ async def run_events(
     run_id: uuid.UUID,
     request: Request,
     last_event_id: Annotated[str | None, Header(max_length=40, pattern=r"^\d*$")] = None,
-) -> EventSourceResponse:
-    """Server-sent events, `step` and `run`, each with an `id:`; reconnecting with
-    `Last-Event-ID` sends only what changed after it. Keepalive comments in between. A
-    stream holds no database connection: one watcher per process polls for all streams."""
+) -> Response:
+    """Server-sent events, `step` and `run`, each with an `id:`, until the run ends;
+    reconnecting with `Last-Event-ID` sends only what changed after it. Keepalive comments
+    in between. An ended run answers 204 (a reconnect that missed the end gets it first),
+    so a browser's EventSource stops reconnecting. A stream holds no database connection:
+    one watcher per process polls for all streams."""
     watcher: RunWatcher = request.app.state.watcher
-    await watcher.current(run_id)  # 404 before the stream starts
     after = int(last_event_id) if last_event_id else 0
+    if await watcher.ended(run_id, after_version=after):  # 404 before the stream starts
+        return Response(status_code=204)
     return EventSourceResponse(
         _changes(watcher, run_id, after), ping=get_settings().sse_keepalive_seconds
     )

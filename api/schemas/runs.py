@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Self
+from urllib.parse import quote
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RunStatus, StepStatus
+from workflows.watch.headlines import RunHeadline
 
 
 def _no_nul(value: Any) -> Any:
@@ -61,6 +63,33 @@ class RunCreate(BaseModel):
         return _no_nul(value)
 
 
+class RunHeadlineOut(BaseModel):
+    """What a run is, in one line of the runs list."""
+
+    title: str | None = Field(
+        None, description="what it is about: a short_video's title, or its topic until then"
+    )
+    thumbnail_url: str | None = Field(None, description="its thumbnail (an artifact URL)")
+    failed_step: str | None = Field(None, description="a failed run: the step that failed")
+    failed_reason: str | None = Field(None, description="a failed run: why, in one line")
+
+    @classmethod
+    def of(cls, headline: RunHeadline) -> Self:
+        key = headline.thumbnail_key or ""
+        owner, _, path = key.partition("/")  # `<run id>/<step>/<name>`: that run's artifact
+        url = f"/runs/{owner}/artifacts/{quote(path)}" if path and _is_uuid(owner) else None
+        return cls(title=headline.title, thumbnail_url=url, failed_step=headline.failed_step,
+                   failed_reason=headline.failed_reason)  # fmt: skip
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 class RunSummary(BaseModel):
     """A run as listed: everything but its params (on GET /runs/{id})."""
 
@@ -79,13 +108,22 @@ class RunSummary(BaseModel):
     finished_at: datetime | None
     steps_done: int | None = Field(None, description="steps succeeded (superseded left out)")
     steps_total: int | None = Field(None, description="steps of the run (superseded left out)")
+    headline: RunHeadlineOut | None = Field(
+        None, description="on GET /runs: what the run is and, failed, where and why"
+    )
 
     @classmethod
-    def of(cls, run: RunRecord, progress: tuple[int, int] | None = None) -> Self:
+    def of(
+        cls,
+        run: RunRecord,
+        progress: tuple[int, int] | None = None,
+        headline: RunHeadline | None = None,
+    ) -> Self:
         done, total = progress if progress is not None else (None, None)
         return cls.model_validate(
             {**run.model_dump(), "resume_count": run.generation,
-             "steps_done": done, "steps_total": total}
+             "steps_done": done, "steps_total": total,
+             "headline": RunHeadlineOut.of(headline) if headline else None}
         )  # fmt: skip
 
 

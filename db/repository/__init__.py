@@ -93,6 +93,7 @@ from db.repository.steps import (
     supersede_items,
 )
 from db.repository.views import (
+    output_fields,
     run_history,
     step_progress,
     workers_with_steps,
@@ -154,6 +155,7 @@ __all__ = [
     "mark_queued",
     "open_steps",
     "orphan_pending_runs",
+    "output_fields",
     "pending_deletions",
     "ping",
     "pools_view",

@@ -32,6 +32,28 @@ async def step_progress(
     return {row[0]: (int(row[1]), int(row[2])) for row in await conn.execute(stmt)}
 
 
+async def output_fields(
+    conn: AsyncConnection,
+    *,
+    run_ids: Sequence[uuid.UUID],
+    fields: Sequence[tuple[str, tuple[str, ...]]],
+) -> dict[uuid.UUID, dict[tuple[str, tuple[str, ...]], Any]]:
+    """The values at (step key, path within its output) of each run's recorded outputs,
+    absent ones left out: one scan of the unique (run_id, key) index for a page of runs,
+    each value extracted in the database (`#>`), not the whole output sent."""
+    keys = sorted({key for key, _ in fields})
+    if not run_ids or not keys:
+        return {}
+    stmt = select(steps.c.run_id, steps.c.key, *(steps.c.output[path] for _, path in fields)).where(
+        steps.c.run_id.in_(list(run_ids)), steps.c.key.in_(keys)
+    )
+    found: dict[uuid.UUID, dict[tuple[str, tuple[str, ...]], Any]] = {}
+    for run_id, key, *values in await conn.execute(stmt):
+        mine = {f: v for f, v in zip(fields, values, strict=True) if f[0] == key and v is not None}
+        found.setdefault(run_id, {}).update(mine)
+    return found
+
+
 async def run_history(
     conn: AsyncConnection,
     *,

@@ -1,6 +1,7 @@
 """Event streams at scale: hundreds of open streams hold no database connection and leave
 the API answering; every event has an `id:`, a reconnect with Last-Event-ID gets only what
-came after, and keepalive comments fill the silence."""
+came after, and keepalive comments fill the silence. Once a run has ended its stream answers
+204, so a client stops reconnecting."""
 
 from __future__ import annotations
 
@@ -129,3 +130,47 @@ async def test_last_event_id_resumes_after_what_was_seen(sse_api: ApiProcess) ->
     assert "a" not in resumed_keys  # a finished before the drop: not sent again
     assert "e" in resumed_keys and rest[-1]["event"] == "run"
     assert all(int(e["id"]) > int(last) for e in rest)
+
+
+async def _read_stream(client: httpx.AsyncClient, run_id: str, **headers: str) -> httpx.Response:
+    """The stream's response, its body read to the end (a 204 has none)."""
+    async with client.stream("GET", f"/runs/{run_id}/events", headers=headers) as stream:
+        await stream.aread()
+        return stream
+
+
+async def test_an_ended_runs_stream_answers_204_so_clients_stop_reconnecting(
+    sse_api: ApiProcess,
+) -> None:
+    async with httpx.AsyncClient(base_url=sse_api.url, timeout=60) as client:
+        body = {"workflow": "probe", "params": {"width": 1, "sleep_ms": 300}}
+        run_id = (await client.post("/runs", json=body)).json()["id"]
+        live = await _read_stream(client, run_id)  # opened while it runs: events to the end
+        assert live.status_code == 200
+        events = [e for e in _events(live.text.splitlines()) if "event" in e]
+        assert events[-1]["event"] == "run" and json.loads(events[-1]["data"]) == {
+            "status": "succeeded"
+        }
+        # The reconnect an EventSource makes after the stream closes, and any new stream.
+        again = await _read_stream(client, run_id, **{"Last-Event-ID": events[-1]["id"]})
+        assert (again.status_code, again.content) == (204, b"")
+        fresh = await _read_stream(client, run_id)
+        assert (fresh.status_code, fresh.content) == (204, b"")
+        # A reconnect that missed the end gets what it missed, then the stream closes.
+        missed = await _read_stream(client, run_id, **{"Last-Event-ID": events[0]["id"]})
+        rest = [e for e in _events(missed.text.splitlines()) if "event" in e]
+        assert missed.status_code == 200 and rest[-1]["event"] == "run", rest
+        assert all(int(e["id"]) > int(events[0]["id"]) for e in rest)
+        unknown = await client.get("/runs/00000000-0000-0000-0000-000000000000/events")
+        assert unknown.status_code == 404
+
+        # The run goes again (retried from its first step): its stream follows it again.
+        retried = await client.post(f"/runs/{run_id}/steps/a/retry", json={})
+        assert retried.status_code == 202, retried.text
+        again_live = await _read_stream(client, run_id)
+        assert again_live.status_code == 200
+        events = [e for e in _events(again_live.text.splitlines()) if "event" in e]
+        assert events[-1]["event"] == "run" and json.loads(events[-1]["data"]) == {
+            "status": "succeeded"
+        }
+        assert (await _read_stream(client, run_id)).status_code == 204

@@ -3,6 +3,7 @@
 from steps import probe
 from steps.short_video import compose, render, script, trends, voice
 from steps.short_video.models import ShortVideoParams
+from workflows.definition.headline import Headline
 from workflows.definition.spec import chain, chord, map
 from workflows.definition.workflow import Workflow
 
@@ -29,4 +30,8 @@ short_video_workflow = Workflow(
     ),
     params_model=ShortVideoParams,
     description="Turn a trend into a short vertical video: script, voice, scenes, compose.",
+    headline=Headline(
+        title=("write_script.title", "collect_trends.chosen.title", "params.topic"),
+        thumbnail="compose_video.thumbnail",
+    ),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -95,18 +96,45 @@ class RunWatcher:
         self.followers = {}
         self.versions: dict[uuid.UUID, datetime] = {}
         self.latest: dict[uuid.UUID, tuple[RunRecord, list[StepRecord]]] = {}
+        self.loaded_at: dict[uuid.UUID, float] = {}  # when `current` loaded an entry
         self.loading: dict[uuid.UUID, asyncio.Lock] = {}
         self.task: asyncio.Task[None] | None = None
 
     async def current(self, run_id: uuid.UUID) -> tuple[RunRecord, list[StepRecord]]:
         """The run as last seen (RunNotFound if there is none): followers of one run share
         one load, so a thousand streams opening at once cost one query."""
-        if run_id not in self.latest:
+        if not self._fresh(run_id):
             async with self.loading.setdefault(run_id, asyncio.Lock()):
-                if run_id not in self.latest:
+                if not self._fresh(run_id):
+                    self._forget_unfollowed()
                     self.latest[run_id] = await load(run_id)
+                    self.loaded_at[run_id] = time.monotonic()
             self.loading.pop(run_id, None)
         return self.latest[run_id]
+
+    def _fresh(self, run_id: uuid.UUID) -> bool:
+        """The poll keeps a followed run's entry current; any other serves for one tick (a
+        burst of streams opening shares it), so one no stream went on to follow (an ended
+        run's, a client gone before its stream began) is never read stale."""
+        if run_id not in self.latest:
+            return False
+        polled = run_id in self.versions and run_id in self.followers
+        return polled or time.monotonic() - self.loaded_at.get(run_id, 0.0) < self.tick
+
+    def _forget_unfollowed(self) -> None:
+        now = time.monotonic()
+        for run_id, at in list(self.loaded_at.items()):
+            if run_id not in self.versions and now - at >= self.tick:
+                self.latest.pop(run_id, None)
+                self.loaded_at.pop(run_id, None)
+
+    async def ended(self, run_id: uuid.UUID, *, after_version: int = 0) -> bool:
+        """Has the run ended with nothing left to tell this caller (RunNotFound if there is
+        no run)? A new stream (no `after_version`) has nothing to follow; a reconnect has
+        nothing once it has seen the last change. Its stream then answers 204, which tells
+        an EventSource to stop reconnecting; a reconnect that missed the end gets it first."""
+        snapshot = Snapshot(*await self.current(run_id))
+        return snapshot.finished and (not after_version or snapshot.version <= after_version)
 
     async def follow(self, run_id: uuid.UUID, *, after_version: int = 0) -> AsyncIterator[Snapshot]:
         """Snapshots of one run as it changes (the first at once), until it ends."""
@@ -127,6 +155,7 @@ class RunWatcher:
                 del self.followers[run_id]
                 self.versions.pop(run_id, None)
                 self.latest.pop(run_id, None)
+                self.loaded_at.pop(run_id, None)
 
     def _ensure_running(self) -> None:
         if self.task is None or self.task.done():

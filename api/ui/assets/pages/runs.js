@@ -1,7 +1,8 @@
-// The runs list (/ui): filters, the table (refreshed every 2 s) and cursor paging.
+// The runs list (/ui): filters, the table (refreshed every 2 s: what each run is, its
+// status and progress) and cursor paging.
 
 import { api } from "../api.js";
-import { badge, duration, every, h, link, runPath, setPage, when } from "../dom.js";
+import { badge, duration, every, h, link, runPath, setPage, stepPath, when } from "../dom.js";
 import { adopt, go, live } from "../nav.js";
 import { states } from "../states.js";
 
@@ -30,8 +31,8 @@ export async function runsPage(gen, query) {
   const body = h("tbody");
   const table = h("div", { class: "table-wrap" }, h("table", {},
     h("caption", { class: "muted", style: "text-align:left" }, "Runs, newest first"),
-    h("thead", {}, h("tr", {}, ["Run", "Workflow", "Status", "Created", "Duration", "Steps"]
-      .map((c, i) => h("th", { scope: "col", class: i === 4 ? "hide-narrow" : null }, c)))),
+    h("thead", {}, h("tr", {}, ["Run", "What", "Workflow", "Status", "Created", "Duration", "Steps"]
+      .map((c, i) => h("th", { scope: "col", class: i === 5 ? "hide-narrow" : null }, c)))),
     body));
   const pager = h("div", { class: "pager" });
   setPage("Runs", h("h1", {}, "Runs"), filters, table, pager);
@@ -41,17 +42,20 @@ export async function runsPage(gen, query) {
   api_query.set("limit", "50");
   if (cursors.length) api_query.set("cursor", cursors[cursors.length - 1]);
 
+  const thumbnails = new Map(); // url -> <img>: a refresh keeps them, loads none again
+
   async function refresh() {
     const { data } = await api(`/runs?${api_query}`);
     body.replaceChildren(...data.items.map((run) => h("tr", { "data-run": run.id },
       h("td", { class: "mono" }, link(runPath(run.id), run.id.slice(0, 8))),
+      what(run, thumbnails),
       h("td", {}, run.workflow),
       h("td", {}, badge(run.status)),
       h("td", {}, when(run.created_at)),
       h("td", { class: "hide-narrow" }, duration(run)),
       h("td", {}, `${run.steps_done ?? 0}/${run.steps_total ?? 0}`),
     )));
-    if (!data.items.length) body.append(h("tr", {}, h("td", { colspan: 6 }, "No runs match.")));
+    if (!data.items.length) body.append(h("tr", {}, h("td", { colspan: 7 }, "No runs match.")));
     const back = new URLSearchParams(params);
     const forward = new URLSearchParams(params);
     if (cursors.length > 1) back.set("after", cursors.slice(0, -1).join(",")); else back.delete("after");
@@ -64,4 +68,20 @@ export async function runsPage(gen, query) {
   }
   await refresh();
   adopt(gen, every(2000, () => refresh().catch(() => {}))); // rows follow the runs as they move
+}
+
+/** What a run is (its headline): thumbnail and title, and for a failed run the step that
+ *  failed (a link to it) and why, in one line. */
+function what(run, thumbnails) {
+  const head = run.headline || {};
+  const url = head.thumbnail_url;
+  if (url && !thumbnails.has(url)) {
+    thumbnails.set(url, h("img", { src: url, alt: "", class: "thumb", loading: "lazy" }));
+  }
+  const failed = head.failed_reason ? `${head.failed_step ? `${head.failed_step}: ` : ""}${head.failed_reason}` : "";
+  return h("td", { class: "what" },
+    url ? thumbnails.get(url) : "",
+    h("span", { "data-title": true }, head.title || ""),
+    failed ? h("div", { class: "error-text failed", "data-failed": head.failed_step || "" },
+      head.failed_step ? link(stepPath(run.id, head.failed_step), failed) : failed) : "");
 }
