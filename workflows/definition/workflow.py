@@ -29,7 +29,7 @@ class Workflow:
     canvas: Node
     params_model: type[BaseModel]
     description: str = ""
-    headline: Headline = Headline()  # what the runs list says each run is
+    headline: Headline = field(default_factory=Headline)  # what the runs list says a run is
     upstream: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
