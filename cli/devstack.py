@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from cli.processes import stop_groups, worker_args
+from reelflow.database_settings import clear_dev_state, read_dev_state, write_dev_state
 from reelflow.errors import ConfigError
 from reelflow.settings import Settings
 
@@ -54,8 +55,21 @@ class Stack:
             stop()
 
 
-def start(settings: Settings, *, host: str, port: int, concurrency: int | None) -> Stack:
+def start(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    concurrency: int | None,
+    allow_faults: bool | None = None,
+) -> Stack:
     home = settings.reelflow_home
+    running = read_dev_state(home)
+    if running is not None:
+        raise ConfigError(
+            f"reelflow dev is already running from {home} (pid {running['pid']}): use it, or"
+            " stop it first"
+        )
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()}
@@ -83,8 +97,12 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
         ARTIFACT_ROOT=str(settings.artifact_root),
         PUBLISH_DIR=str(settings.publish_dir),
     )
-    # A development stack may inject failures (`reelflow run --fault KEY=N`), unless told not.
-    env.setdefault("ALLOW_FAULT_INJECTION", "true")
+    # A development stack may inject failures (`reelflow run --fault KEY=N`), unless told
+    # not (the option, or ALLOW_FAULT_INJECTION in the environment or .env).
+    if allow_faults is None:
+        told = "allow_fault_injection" in settings.model_fields_set
+        allow_faults = settings.allow_fault_injection if told else True
+    env["ALLOW_FAULT_INJECTION"] = str(allow_faults).lower()
     # This process talks to the stack too (`--demo`, the CLI's reads): same servers.
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
     from reelflow.settings import get_settings
@@ -103,6 +121,15 @@ def start(settings: Settings, *, host: str, port: int, concurrency: int | None) 
             logs / "api.log",
         )
         _wait_for_api(stack)
+        # Commands started beside the stack (a second terminal, same folder) find it here.
+        write_dev_state(
+            home,
+            database_url=database_url,
+            redis_url=redis_url,
+            api_url=stack.api_url,
+            allow_fault_injection=allow_faults,
+        )
+        stack.stops.append(lambda: clear_dev_state(home))  # stops run last first
     except BaseException:
         _ignore_signals()
         stack.shutdown()

@@ -158,7 +158,11 @@ def _operation_output(result: Any, as_json: bool) -> None:
 
     if isinstance(result, Plan):
         plan = PlanOut(
-            run_id=result.run_id, operation=result.operation, run=result.run, skip=result.skip
+            run_id=result.run_id,
+            operation=result.operation,
+            run=result.run,
+            skip=result.skip,
+            stops=result.stops,
         )
         if as_json:
             output.emit_json(plan)
@@ -166,6 +170,8 @@ def _operation_output(result: Any, as_json: bool) -> None:
             typer.echo(f"would run: {', '.join(plan.run) or 'nothing'}")
             for key, why in plan.skip.items():
                 typer.echo(f"  skip {key}: {why}")
+            for key in plan.stops:
+                typer.echo(f"  stop {key}: still in flight from before; it runs again")
         return
     if as_json:
         output.emit_json(RunOut.of(result))
@@ -173,18 +179,32 @@ def _operation_output(result: Any, as_json: bool) -> None:
         typer.echo(f"run {result.id} {result.status.value}")
 
 
+def _then_wait(result: Any, wait: bool) -> None:
+    """With --wait, follow the run it started until it ends: exit 0 only if it succeeded."""
+    from cli.follow import follow
+    from workflows.runs.plans import Plan
+
+    if wait and not isinstance(result, Plan):
+        final = run_async(follow(result.id))
+        raise typer.Exit(0 if final.status.value == "succeeded" else 1)
+
+
+WaitOpt = Annotated[bool, typer.Option(help="follow the steps until the run ends")]
+
+
 @app.command()
 def resume(
     run: Annotated[str, typer.Argument(help="run id")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan only")] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run every step of a failed or cancelled run that has not succeeded."""
     from workflows.runs.operations import resume_run
 
-    _operation_output(
-        run_async(resume_run(parse_run_id(run), actor="cli", dry_run=dry_run)), as_json
-    )
+    result = run_async(resume_run(parse_run_id(run), actor="cli", dry_run=dry_run))
+    _operation_output(result, as_json)
+    _then_wait(result, wait and not as_json)
 
 
 @app.command()
@@ -192,14 +212,15 @@ def retry(
     run: Annotated[str, typer.Argument(help="run id")],
     step: Annotated[str, typer.Argument(help="step key")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan only")] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Rerun one step and everything downstream of it."""
     from workflows.runs.operations import retry_step
 
-    _operation_output(
-        run_async(retry_step(parse_run_id(run), step, actor="cli", dry_run=dry_run)), as_json
-    )
+    result = run_async(retry_step(parse_run_id(run), step, actor="cli", dry_run=dry_run))
+    _operation_output(result, as_json)
+    _then_wait(result, wait and not as_json)
 
 
 @app.command()

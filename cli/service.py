@@ -68,8 +68,16 @@ def dev(
     host: Annotated[str | None, typer.Option(help="API address (default API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="API port (default API_PORT)")] = None,
     concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
+    allow_fault_injection: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-fault-injection/--no-fault-injection",
+            help="honour `--fault` (default: ALLOW_FAULT_INJECTION, else allowed)",
+        ),
+    ] = None,
 ) -> None:
-    """Everything on this machine: PostgreSQL, Redis, a worker and the API."""
+    """Everything on this machine: PostgreSQL, Redis, a worker and the API. Commands started
+    in the same folder while it runs use its servers."""
     from cli import devstack as devstack
     from reelflow.settings import get_settings
 
@@ -85,6 +93,7 @@ def dev(
             host=host or settings.api_host,
             port=port or settings.api_port,
             concurrency=concurrency,
+            allow_faults=allow_fault_injection,
         )
         home = settings.reelflow_home
         typer.echo(f"reelflow dev is up (data in {home}, logs in {home / 'logs'})")
@@ -125,6 +134,10 @@ def _demo(stack: Any) -> int:
     steps = httpx.get(f"{stack.api_url}/runs/{run_id}", timeout=30).json()["steps"]
     published = next(s for s in steps if s["key"] == "publish")["output"]
     typer.echo(f"video: {published['video']['path']}")
+    # The stack stops when the demo ends; its data stays for the next start.
+    typer.echo(
+        f"to look at the run: .venv/bin/reelflow dev, then open {stack.api_url}/ui/runs/{run_id}"
+    )
     return 0
 
 

@@ -31,7 +31,7 @@ from api.schemas import (
 )
 from db import repository as repo
 from db.states import RunStatus, StepStatus
-from reelflow.errors import InvalidParams
+from reelflow.errors import InvalidCursor
 from reelflow.settings import get_settings
 from workflows.runs import operations
 from workflows.watch.headlines import headlines
@@ -71,7 +71,7 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         at, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return storable(datetime.fromisoformat(at)), uuid.UUID(run_id)
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidParams(
+        raise InvalidCursor(
             "cursor is not one this API returned", [{"field": "cursor", "message": "invalid"}]
         ) from None
 

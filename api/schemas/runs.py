@@ -225,6 +225,11 @@ class PlanOut(BaseModel):
     dry_run: bool = True
     run: list[str] = Field(description="step keys that would run")
     skip: dict[str, str] = Field(description="step keys that would not run, and why")
+    stops: list[str] = Field(
+        [],
+        description="steps still in flight from before the run stopped: the operation stops"
+        " them and runs them again under its generation (they are in `run` too)",
+    )
 
 
 def answer(result: RunRecord | Any) -> RunOut | JSONResponse:
@@ -233,5 +238,5 @@ def answer(result: RunRecord | Any) -> RunOut | JSONResponse:
     if isinstance(result, RunRecord):
         return RunOut.of(result)
     plan = PlanOut(run_id=result.run_id, operation=result.operation, run=result.run,
-                   skip=result.skip)  # fmt: skip
+                   skip=result.skip, stops=result.stops)  # fmt: skip
     return JSONResponse(plan.model_dump(mode="json"), status_code=200)

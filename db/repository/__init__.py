@@ -40,7 +40,7 @@ from db.repository.outbox import (
     mark_intent,
     postpone_intent,
 )
-from db.repository.pools import pools_view, release_run, sync_slots
+from db.repository.pools import pools_view, release_attempts, release_run, sync_slots
 from db.repository.prune import (
     Deletion,
     PrunedRun,
@@ -163,6 +163,7 @@ __all__ = [
     "prune_assets",
     "prune_run",
     "release_advisory_lock",
+    "release_attempts",
     "release_run",
     "renew_budgets",
     "replace_output",

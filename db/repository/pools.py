@@ -54,6 +54,27 @@ async def release_run(conn: AsyncConnection, *, run_id: uuid.UUID) -> list[str]:
     return sorted(released | {r.pool for r in gone})
 
 
+async def release_attempts(conn: AsyncConnection, *, holders: list[tuple[int, int]]) -> list[str]:
+    """The slots held by these attempts (step id, attempt) go back: attempts an operation
+    stopped. Only those attempts: a later attempt of the same step keeps what it took. Run
+    in a transaction of its own, under the pools' locks, as release_run is."""
+    if not holders:
+        return []
+    touched = select(slots.c.pool).where(slots.c.holder_step_id.in_([h[0] for h in holders]))
+    for pool in sorted(set(await conn.scalars(touched))):
+        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(POOL_LOCK + pool))))
+    released: set[str] = set()
+    for step_id, attempt in holders:
+        freed = await conn.execute(
+            update(slots)
+            .where(slots.c.holder_step_id == step_id, slots.c.holder_attempt == attempt)
+            .values(**_FREE)
+            .returning(slots.c.pool)
+        )
+        released |= {r.pool for r in freed}
+    return sorted(released)
+
+
 async def pools_view(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
     """Each pool: its slots (who holds each, since when) and who waits (by tenant and
     priority)."""

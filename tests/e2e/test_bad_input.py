@@ -220,7 +220,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         "artifact_not_found",
     ),
     "page size out of range": ("GET", "/runs?limit=0", {}, 422, "validation_error"),
-    "forged cursor": ("GET", "/runs?cursor=bm90LWEtY3Vyc29y", {}, 422, "invalid_params"),
+    "forged cursor": ("GET", "/runs?cursor=bm90LWEtY3Vyc29y", {}, 422, "invalid_cursor"),
     "unknown status filter": ("GET", "/runs?status=sideways", {}, 422, "validation_error"),
     "date before the calendar's start in UTC": (
         "GET",
@@ -236,7 +236,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         422,
         "validation_error",
     ),
-    "cursor at a calendar edge": ("GET", f"/runs?cursor={EDGE_CURSOR}", {}, 422, "invalid_params"),
+    "cursor at a calendar edge": ("GET", f"/runs?cursor={EDGE_CURSOR}", {}, 422, "invalid_cursor"),
     "cross-origin POST": (
         "POST",
         "/runs",

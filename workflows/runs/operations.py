@@ -28,7 +28,6 @@ from db.states import (
     RUN_RESUMABLE,
     RUN_RETRYABLE,
     STEP_CANCELLABLE,
-    STEP_IN_FLIGHT,
     STEP_RESUMABLE,
     AttemptStatus,
     RunStatus,
@@ -46,7 +45,7 @@ from steps.engine import slots
 from steps.engine.spec import step_of_key
 from workflows.definition.canvas import expander_key, task_id
 from workflows.definition.registry import get_workflow
-from workflows.runs import admission, dispatch, relay
+from workflows.runs import admission, dispatch, relay, stragglers
 from workflows.runs.plans import Plan, plan
 
 log = structlog.get_logger("reelflow.operations")
@@ -124,17 +123,20 @@ async def resume_run(
     async with get_engine().begin() as conn:
         run, rows = await load_idle(conn, run_id, allowed=RUN_RESUMABLE, verb="resume")
         if dry_run:
-            return await plan(conn, run, "resume")
+            return await plan(conn, run, "resume", stops=stragglers.in_flight(rows))
         await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
         workflow = get_workflow(run.workflow)
-        reset = [r.key for r in rows if r.status in STEP_RESUMABLE]
+        taken = await stragglers.take_over(conn, run, rows, verb="resume")
+        reset = [r.key for r in rows if r.status in STEP_RESUMABLE] + taken.keys
         generation = await dispatch.reset_steps(
             conn, workflow, run, keys=reset, names=set(), remap=set()
         )
         await repo.add_event(
-            conn, run_id=run_id, kind="resumed", actor=actor, detail={"reset": reset}
-        )
+            conn, run_id=run_id, kind="resumed", actor=actor,
+            detail={"reset": reset, "stopped": taken.keys},
+        )  # fmt: skip
         intent = await dispatch.write_intent(conn, workflow, run, generation, reason="resumed")
+    await stragglers.stop(run_id, taken)
     if intent is not None:
         await relay.publish(intent)
     return await get_run(run_id)
@@ -155,11 +157,14 @@ async def retry_step(
         below = workflow.downstream(name)
         remap = {m for m, node in workflow.mapped_steps.items() if node.source in below | {name}}
         if dry_run:
-            return await plan(conn, run, "retry", forced={key}, names=below, remap=remap)
+            return await plan(conn, run, "retry", forced={key}, names=below, remap=remap,
+                              stops=stragglers.in_flight(rows))  # fmt: skip
         await admission.check_capacity(conn, idempotency_key=None)  # it becomes active again
+        taken = await stragglers.take_over(conn, run, rows, verb="retry")
         # As a resume would, every failed or cancelled step runs again, except the items of
         # the maps that expand again (they are superseded instead).
         keys = [key, *(r.key for r in rows if r.status in STEP_RESUMABLE and r.step not in remap)]
+        keys += [k for k in taken.keys if k not in keys]
         generation = await dispatch.reset_steps(
             conn, workflow, run, keys=keys, names=below, remap=remap, forced=[key]
         )
@@ -168,9 +173,11 @@ async def retry_step(
             run_id=run_id,
             kind="step_retried",
             actor=actor,
-            detail={"step": key, "reset": sorted({*keys, *below}), "remapped": sorted(remap)},
-        )
+            detail={"step": key, "reset": sorted({*keys, *below}), "remapped": sorted(remap),
+                    "stopped": taken.keys},
+        )  # fmt: skip
         intent = await dispatch.write_intent(conn, workflow, run, generation, reason="retried")
+    await stragglers.stop(run_id, taken)
     if intent is not None:
         await relay.publish(intent)
     return await get_run(run_id)
@@ -241,21 +248,15 @@ async def locked(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord:
 async def load_idle(
     conn: AsyncConnection, run_id: uuid.UUID, *, allowed: frozenset[RunStatus], verb: str
 ) -> tuple[RunRecord, list[OpenStep]]:
-    """The run (locked) and its open steps, provided it stopped and nothing is in flight."""
+    """The run (locked) and its open steps, provided it stopped."""
     run = await locked(conn, run_id)
     if run.status in (RunStatus.RUNNING, RunStatus.PENDING):
         doing = "running" if run.status is RunStatus.RUNNING else "already queued for dispatch"
         raise RunBusy(f"run {run_id} is {doing}: cannot {verb} it", status=run.status)
     if run.status not in allowed:
         raise RunStateConflict(f"run {run_id} is {run.status}: cannot {verb} it", status=run.status)
-    rows = await repo.open_steps(conn, run_id=run_id)
-    busy = [r.key for r in rows if r.status in STEP_IN_FLIGHT]
-    if busy:
-        raise RunBusy(
-            f"run {run_id} still has steps in flight ({', '.join(busy)}): cannot {verb} it",
-            status=run.status,
-        )
-    return run, rows
+    # Steps still in flight from before it stopped are taken over (workflows.runs.stragglers).
+    return run, await repo.open_steps(conn, run_id=run_id)
 
 
 def _maps_of(run: RunRecord) -> list[str]:

@@ -22,6 +22,9 @@ class Plan(BaseModel):
     operation: Literal["resume", "retry"]
     run: list[str]
     skip: dict[str, str]
+    #: Steps still in flight from before the run stopped: the operation stops them and runs
+    #: them again under its generation (also listed in `run`).
+    stops: list[str] = []
 
 
 async def plan(
@@ -32,6 +35,7 @@ async def plan(
     forced: set[str] | None = None,
     names: set[str] | None = None,
     remap: set[str] | None = None,
+    stops: list[str] | None = None,
 ) -> Plan:
     forced, names, remap = forced or set(), names or set(), remap or set()
     workflow = get_workflow(run.workflow)
@@ -55,4 +59,4 @@ async def plan(
     for m in sorted(maps, key=lambda m: order[m], reverse=True):
         later = [i for i, key in enumerate(will) if order.get(key.split("[")[0], 0) > order[m]]
         will.insert(later[0] if later else len(will), f"{m}[*]")
-    return Plan(run_id=run.id, operation=operation, run=will, skip=skip)
+    return Plan(run_id=run.id, operation=operation, run=will, skip=skip, stops=stops or [])
