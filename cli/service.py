@@ -120,8 +120,13 @@ def _demo(stack: Any) -> int:
 
     from cli.follow import follow
 
+    tokens = list(stack.settings.tokens())  # with API_TOKEN set, the demo uses it
+    auth = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
     response = httpx.post(
-        f"{stack.api_url}/runs", json={"workflow": "short_video", "params": {}}, timeout=30
+        f"{stack.api_url}/runs",
+        json={"workflow": "short_video", "params": {}},
+        headers={"X-Requested-With": "reelflow", **auth},
+        timeout=30,
     )
     if response.status_code not in (201, 202):
         raise CliError(f"the API refused the demo run: {response.text}")
@@ -131,7 +136,7 @@ def _demo(stack: Any) -> int:
     if final.status.value != "succeeded":
         typer.echo(f"the demo run {final.status.value}: reelflow show {run_id}", err=True)
         return 1
-    steps = httpx.get(f"{stack.api_url}/runs/{run_id}", timeout=30).json()["steps"]
+    steps = httpx.get(f"{stack.api_url}/runs/{run_id}", headers=auth, timeout=30).json()["steps"]
     published = next(s for s in steps if s["key"] == "publish")["output"]
     typer.echo(f"video: {published['video']['path']}")
     # The stack stops when the demo ends; its data stays for the next start.
