@@ -112,7 +112,7 @@ def start(
     try:
         from db.migrate import upgrade
 
-        upgrade(database_url)
+        upgrade(settings.database_direct_url or database_url)  # past any pooler
         worker = worker_args("default,gpu", concurrency, f"dev-{os.getpid()}@%h")
         stack.spawn("worker", worker, logs / "worker.log")
         stack.spawn(

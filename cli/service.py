@@ -179,10 +179,9 @@ def reconcile(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database to the latest schema (or REVISION)."""
-    from db.migrate import upgrade
-    from reelflow.settings import get_settings
+    from db.migrate import migration_url, upgrade
 
-    upgrade(get_settings().require_database_url(), revision)
+    upgrade(migration_url(), revision)
     typer.echo(f"database at {revision}")
 
 

@@ -3,6 +3,19 @@
 A prefork child that used its parent's pool would share sockets with it; an engine used from
 a second event loop fails with "attached to a different loop". Keying engines by pid and
 loop rules out both.
+
+Every connection, the engine's and the claim protocol's, is made by `connect()`, so TLS,
+timeouts and the pooler's rules hold for both alike:
+- TLS: the URL's `sslmode` (and `sslrootcert`, or DATABASE_SSL_ROOT_CERT) reach asyncpg,
+  which reads them as libpq does (SQLAlchemy's URL translation would pass them on as
+  arguments asyncpg refuses).
+- DATABASE_POOLER=none: statements are prepared once per connection and cached; the
+  timeouts are the session's (startup parameters, no round trip).
+- DATABASE_POOLER=transaction: each transaction may run on another server connection,
+  so nothing may live in the session: no statement cache (asyncpg then uses the unnamed
+  statement, which the next Parse replaces, so nothing is left behind on the server for a
+  later client to collide with), no startup parameters (PgBouncer refuses unknown ones),
+  and the timeouts go out with each BEGIN as `SET LOCAL` (`TimedConnection`).
 """
 
 from __future__ import annotations
@@ -10,16 +23,83 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
 
-from reelflow.settings import get_settings
+from reelflow.settings import Settings, get_settings
 
 _engines: dict[tuple[int, int, str], AsyncEngine] = {}
 _conns: dict[tuple[int, int, str], asyncpg.Connection] = {}
 _loops: dict[int, weakref.ref[asyncio.AbstractEventLoop]] = {}
+
+
+class TimedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose transactions start with the statement and lock timeouts.
+
+    asyncpg begins every transaction (SQLAlchemy's too) with `execute("BEGIN ...")`; the
+    `SET LOCAL`s ride in the same simple query, so a pooled transaction costs no extra
+    round trip for them."""
+
+    begin_suffix = ""
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        if self.begin_suffix and not args and query.startswith("BEGIN"):
+            query += self.begin_suffix
+        result: str = await super().execute(query, *args, timeout=timeout)
+        return result
+
+
+def _timeouts(settings: Settings) -> dict[str, str]:
+    return {
+        "statement_timeout": str(settings.database_statement_timeout_ms),
+        "lock_timeout": str(settings.database_lock_timeout_ms),
+    }
+
+
+def driver_dsn(url: str, settings: Settings | None = None) -> str:
+    """The URL as asyncpg reads it: libpq's spelling, with the CA file when one is set."""
+    settings = settings or get_settings()
+    parsed = make_url(url).set(drivername="postgresql")
+    if settings.database_ssl_root_cert and "sslrootcert" not in parsed.query:
+        parsed = parsed.update_query_dict({"sslrootcert": str(settings.database_ssl_root_cert)})
+    return parsed.render_as_string(hide_password=False)
+
+
+async def connect(
+    url: str, *, pooled: bool, timed: bool = True, extra: dict[str, str] | None = None
+) -> asyncpg.Connection:
+    """A new connection to `url`. `pooled`: through a transaction-mode pooler. `timed`:
+    with the statement and lock timeouts (migrations run without them). `extra`: session
+    settings worth having when not pooled (dropped when pooled)."""
+    settings = get_settings()
+    timeouts = _timeouts(settings) if timed else {}
+    conn: TimedConnection = await asyncpg.connect(
+        driver_dsn(url, settings),
+        timeout=10,
+        command_timeout=_command_timeout(settings) if timed else None,
+        statement_cache_size=0 if pooled else 100,
+        server_settings=None if pooled else {**timeouts, **(extra or {})},
+        connection_class=TimedConnection,
+    )
+    if pooled and timeouts:
+        conn.begin_suffix = "".join(f"; SET LOCAL {k} = {v}" for k, v in timeouts.items())
+    return conn
+
+
+def _command_timeout(settings: Settings) -> float:
+    """asyncpg's own bound on a call, a backstop past the server's statement timeout."""
+    return max(60.0, settings.database_statement_timeout_ms / 1000 + 10)
+
+
+def pooled(settings: Settings | None = None) -> bool:
+    return (settings or get_settings()).database_pooler == "transaction"
 
 
 def get_engine() -> AsyncEngine:
@@ -56,7 +136,7 @@ async def driver_connection() -> asyncpg.Connection:
     BEGIN/COMMIT round trips, without the ORM's per-statement overhead, and without a pool's
     reset query on release: a worker process runs one step at a time per thread, so one
     connection per thread's loop suffices. A broken connection is dropped and reopened on
-    the next call (callers retry transient errors).
+    the next call (callers retry transient errors). Use it through `driver_session()`.
     """
     url = get_settings().require_database_url()
     key = (os.getpid(), id(asyncio.get_running_loop()), url)
@@ -64,17 +144,24 @@ async def driver_connection() -> asyncpg.Connection:
     if conn is None or conn.is_closed():
         _forget_closed_loops()
         _loops[key[1]] = weakref.ref(asyncio.get_running_loop())
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(
-            dsn,
-            timeout=10,
-            command_timeout=60,
-            # The protocol's statements are prepared once per connection; a generic plan
-            # saves planning them again (about a millisecond each) on every step.
-            server_settings={"plan_cache_mode": "force_generic_plan"},
-        )
+        # The protocol's statements are prepared once per connection; a generic plan
+        # saves planning them again (about a millisecond each) on every step.
+        conn = await connect(url, pooled=pooled(), extra={"plan_cache_mode": "force_generic_plan"})
         _conns[key] = conn
     return conn
+
+
+@asynccontextmanager
+async def driver_session() -> AsyncIterator[asyncpg.Connection]:
+    """The driver connection for one call of the claim protocol. Behind a pooler the call
+    is one transaction, so the timeouts (`SET LOCAL`, sent with its BEGIN) bound it; on
+    PostgreSQL itself they are the session's, and a statement needs no BEGIN."""
+    conn = await driver_connection()
+    if not pooled() or conn.is_in_transaction():
+        yield conn
+        return
+    async with conn.transaction():
+        yield conn
 
 
 def drop_driver_connection() -> None:
@@ -85,17 +172,60 @@ def drop_driver_connection() -> None:
             del _conns[key]
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(
+    url: str, *, behind_pooler: bool | None = None, timed: bool = True, pool: bool = True
+) -> AsyncEngine:
+    """An engine whose connections come from `connect()`. `behind_pooler`: default
+    DATABASE_POOLER's word. `timed=False` (migrations): no statement or lock timeout.
+    `pool=False`: a connection per use, closed after."""
     settings = get_settings()
-    return create_async_engine(
-        url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_recycle=1800,
-        pool_pre_ping=True,  # survive a database restart or failover without a failed request
-        pool_timeout=settings.database_pool_timeout_seconds,
-        connect_args={"timeout": 10, "command_timeout": 60},
-    )
+    via_pooler = pooled(settings) if behind_pooler is None else behind_pooler
+    engine: AsyncEngine
+
+    def creator() -> Any:  # SQLAlchemy's adapter around the asyncpg connection we make
+        return engine.sync_engine.dialect.loaded_dbapi.connect(
+            async_creator_fn=lambda: connect(url, pooled=via_pooler, timed=timed),
+            # Behind a pooler: no cache, and the unnamed statement (see the docstring).
+            prepared_statement_cache_size=0 if via_pooler else 100,
+            prepared_statement_name_func=(lambda: "") if via_pooler else None,
+        )
+
+    options: dict[str, Any] = {"poolclass": NullPool}
+    if pool:
+        options = {
+            "pool_size": settings.database_pool_size,
+            "max_overflow": settings.database_max_overflow,
+            "pool_recycle": 1800,
+            "pool_pre_ping": True,  # survive a database restart or failover
+            "pool_timeout": settings.database_pool_timeout_seconds,
+        }
+    engine = create_async_engine(url, creator=creator, **options)
+    return engine
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    """This process's connections from its engines' pools: in use, open, and the most it
+    may open (pool size + overflow, per engine)."""
+
+    in_use: int = 0
+    open: int = 0
+    limit: int = 0
+    engines: int = 0
+
+
+def pool_usage() -> PoolUsage:
+    overflow = get_settings().database_max_overflow
+    in_use = open_ = limit = engines = 0
+    for key, engine in list(_engines.items()):
+        pool = engine.sync_engine.pool
+        if key[0] != os.getpid() or not isinstance(pool, QueuePool):
+            continue
+        engines += 1
+        in_use += pool.checkedout()
+        open_ += pool.checkedout() + pool.checkedin()
+        limit += pool.size() + overflow
+    return PoolUsage(in_use=in_use, open=open_, limit=limit, engines=engines)
 
 
 def forget_engines() -> None:

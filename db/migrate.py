@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reelflow.errors import SchemaBehind
+from reelflow.settings import async_database_url, get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,6 +29,21 @@ def head_revision() -> str:
     if len(heads) != 1:
         raise RuntimeError(f"migrations must have a single head, found {heads}")
     return heads[0]
+
+
+def migration_url() -> str:
+    """Where migrations run: DATABASE_DIRECT_URL, past the pooler, else DATABASE_URL."""
+    settings = get_settings()
+    return settings.database_direct_url or settings.require_database_url()
+
+
+def through_pooler(url: str) -> bool:
+    """Whether `url` is DATABASE_URL behind a transaction-mode pooler (a migration run
+    there is one transaction, which the pooler keeps on one server connection)."""
+    settings = get_settings()
+    return settings.database_pooler == "transaction" and async_database_url(url) == (
+        settings.database_url
+    )
 
 
 def upgrade(url: str, revision: str = "head") -> None:

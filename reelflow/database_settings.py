@@ -9,7 +9,10 @@ file left by a stack that died (its pid gone) is ignored.
 
 Connections needed = hosts x processes per host x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW
 + 2): the `+ 2` is the claim protocol's own connection and the maintenance thread's. When
-that passes PostgreSQL's `max_connections`, put a transaction-mode pooler in front.
+that passes PostgreSQL's `max_connections`, put a transaction-mode pooler in front
+(PgBouncer) and say so with DATABASE_POOLER=transaction: nothing then relies on a session
+(no statement cache, timeouts set per transaction), and migrations take
+DATABASE_DIRECT_URL, past the pooler.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reelflow.setting_values import async_database_url
 
 DEV_STATE = "dev.json"
 
@@ -37,6 +42,28 @@ class DatabaseSettings(BaseSettings):
     database_pool_timeout_seconds: float = Field(
         30, gt=0, le=600, description="How long a process waits for a free connection"
     )
+    database_pooler: Literal["none", "transaction"] = Field(
+        "none",
+        description="What DATABASE_URL reaches: none (PostgreSQL itself) or transaction"
+        " (a transaction-mode pooler such as PgBouncer: no prepared-statement cache)",
+    )
+    database_direct_url: str | None = Field(
+        None, description="PostgreSQL past the pooler, for migrations; default DATABASE_URL"
+    )
+    database_statement_timeout_ms: int = Field(
+        30_000, ge=0, description="A statement running longer is cancelled and retried (0: none)"
+    )
+    database_lock_timeout_ms: int = Field(
+        10_000, ge=0, description="A lock waited for longer is given up and retried (0: none)"
+    )
+    database_ssl_root_cert: Path | None = Field(
+        None, description="CA file the server's certificate is verified against (sslmode=verify-*)"
+    )
+
+    @field_validator("database_direct_url")
+    @classmethod
+    def _direct(cls, v: str | None) -> str | None:
+        return async_database_url(v) if v else None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,13 +1,16 @@
-"""Alembic environment, async: migrations run over asyncpg like everything else."""
+"""Alembic environment, async: migrations run over asyncpg like everything else, on a
+connection made as every other is (`db.engine.connect`: TLS, the pooler's rules), without
+the statement and lock timeouts (a migration may rewrite a large table)."""
 
 import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from db import models  # noqa: F401  (registers the tables on the metadata)
 from db.base import Base
+from db.engine import create_engine
+from db.migrate import through_pooler
 
 config = context.config
 target_metadata = Base.metadata
@@ -35,7 +38,8 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    url = _url()
+    engine = create_engine(url, behind_pooler=through_pooler(url), timed=False, pool=False)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

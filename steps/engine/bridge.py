@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from db import outcomes
-from db.engine import driver_connection, drop_driver_connection, forget_engines
+from db.engine import driver_session, drop_driver_connection, forget_engines
 from db.errors import db_retry, is_unavailable
 
 T = TypeVar("T")
@@ -87,11 +87,12 @@ def _retrying_call(fn: Any, kwargs: dict[str, Any]) -> Any:
 
 def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
     async def go() -> Any:
-        conn = await driver_connection()
+        conn = None
         try:
-            return await fn(conn, **kwargs)
+            async with driver_session() as conn:
+                return await fn(conn, **kwargs)
         except BaseException:
-            if not conn.is_closed() and conn.is_in_transaction():
+            if conn is not None and not conn.is_closed() and conn.is_in_transaction():
                 conn.terminate()  # never reuse a connection in an unknown state
             raise
         finally:
