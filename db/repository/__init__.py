@@ -57,9 +57,8 @@ from db.repository.reconcile import (
     forget_worker,
     live_workers,
     orphan_pending_runs,
-    release_advisory_lock,
     stalled_runs,
-    try_advisory_lock,
+    try_reconciler_lock,
     unsettled_runs,
 )
 from db.repository.revisions import add_revision, list_revisions, set_items
@@ -162,7 +161,6 @@ __all__ = [
     "postpone_intent",
     "prune_assets",
     "prune_run",
-    "release_advisory_lock",
     "release_attempts",
     "release_run",
     "renew_budgets",
@@ -181,7 +179,7 @@ __all__ = [
     "step_states",
     "supersede_items",
     "sync_slots",
-    "try_advisory_lock",
+    "try_reconciler_lock",
     "unsettled_runs",
     "workers_with_steps",
 ]

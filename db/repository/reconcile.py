@@ -24,7 +24,7 @@ from db.states import (
     sql_in,
 )
 
-#: pg_advisory_lock key of the reconciler (any 64-bit number no other tool uses).
+#: Advisory lock key of the reconciler (any 64-bit number no other tool uses).
 RECONCILER_LOCK = 0x7265656C666C6F77  # "reelflow"
 
 _RUNNING = StepStatus.RUNNING.value
@@ -46,14 +46,13 @@ class RunningStep:
         return (self.lease_owner or "").rpartition("/")[0]
 
 
-async def try_advisory_lock(conn: AsyncConnection) -> bool:
-    """Session lock: held until released or until this connection closes (process death)."""
-    got = await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RECONCILER_LOCK})
+async def try_reconciler_lock(conn: AsyncConnection) -> bool:
+    """The reconciler's lock, if free, held until `conn`'s transaction ends: its commit,
+    its rollback, or its connection's death. A transaction's lock, never a session's:
+    behind a transaction-mode pooler a session lock would stay with whichever server
+    connection took it, and recovery would stop everywhere."""
+    got = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RECONCILER_LOCK})
     return bool(got.scalar())
-
-
-async def release_advisory_lock(conn: AsyncConnection) -> None:
-    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RECONCILER_LOCK})
 
 
 async def dead_running_steps(

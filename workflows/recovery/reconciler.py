@@ -1,7 +1,8 @@
 """The reconciler: finds runs the message flow lost track of, and puts them back on track.
 
-Every worker runs it (one at a time, under a PostgreSQL advisory lock), and so does
-`reelflow reconcile` for deployments that prefer a process of its own. Each pass:
+Every worker runs it (one at a time, under a PostgreSQL advisory lock held by a
+transaction for the length of a pass), and so does `reelflow reconcile` for deployments
+that prefer a process of its own. Each pass:
 
 - *dead attempts*: a running step whose worker stopped beating (or whose lease expired)
   and which no live worker holds (asked with `inspect`) is lost. Once no step of its run
@@ -62,15 +63,15 @@ async def reconcile_once(stall_after_s: float | None = None) -> Report:
     stall = settings.stall_after_seconds if stall_after_s is None else stall_after_s
     report = Report()
     report.relayed = await relay.publish_due()
-    async with get_engine().connect() as lock_conn:
-        if not await repo.try_advisory_lock(lock_conn):
+    # The lock is the transaction's: held while the pass runs (its work on connections of
+    # its own, each run in its own transaction), released when this one ends however it
+    # ends, and on one server connection even behind a transaction-mode pooler. It writes
+    # nothing and lasts a pass (seconds), so vacuum is held back no longer than that.
+    async with get_engine().begin() as lock_conn:
+        if not await repo.try_reconciler_lock(lock_conn):
             report.skipped = True
             return report
-        try:
-            await _pass(report, stall, settings.worker_dead_after_seconds)
-        finally:
-            await repo.release_advisory_lock(lock_conn)
-            await lock_conn.commit()
+        await _pass(report, stall, settings.worker_dead_after_seconds)
     return report
 
 
