@@ -72,6 +72,7 @@ class Snapshot(Collector):
             ("deliveries_ignored", "Deliveries that changed nothing, by reason"),
             ("runs_requeued", "Runs the reconciler dispatched again, by reason"),
             ("messages_rejected", "Messages workers refused as malformed or unroutable"),
+            ("database_timeouts", "Statements the statement or lock timeout stopped (retried)"),
         ):
             family = CounterMetricFamily(f"reelflow_{name}", doc, labels=["reason"])
             for (counter, label), value in sorted(counts.items()):

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from db.errors import note_timeout
 from reelflow.settings import Settings, get_settings
 
 _engines: dict[tuple[int, int, str], AsyncEngine] = {}
@@ -200,7 +202,13 @@ def create_engine(
             "pool_timeout": settings.database_pool_timeout_seconds,
         }
     engine = create_async_engine(url, creator=creator, **options)
+    event.listen(engine.sync_engine, "handle_error", _note_timeouts)
     return engine
+
+
+def _note_timeouts(context: ExceptionContext) -> None:
+    """A statement our timeouts stopped is tallied (`db.errors`), whoever ran it."""
+    note_timeout(context.original_exception)
 
 
 @dataclass(frozen=True)

@@ -132,8 +132,8 @@ JOIN workflow_runs r ON r.id = s.run_id
 """
 
 _COUNT = """
-INSERT INTO engine_counters (name, label, value) VALUES ($1, $2, 1)
-ON CONFLICT (name, label) DO UPDATE SET value = engine_counters.value + 1
+INSERT INTO engine_counters (name, label, value) VALUES ($1, $2, $3)
+ON CONFLICT (name, label) DO UPDATE SET value = engine_counters.value + EXCLUDED.value
 """
 
 
@@ -241,9 +241,9 @@ async def watch(
     return {(r["id"], r["attempts"]): RunStatus(r["run_status"]) for r in rows}
 
 
-async def count(conn: asyncpg.Connection, *, name: str, label: str) -> None:
-    """Add one to an engine counter (an ignored delivery, a requeue)."""
-    await conn.execute(_COUNT, name, label)
+async def count(conn: asyncpg.Connection, *, name: str, label: str, by: int = 1) -> None:
+    """Add `by` (one) to an engine counter (an ignored delivery, a database timeout)."""
+    await conn.execute(_COUNT, name, label, by)
 
 
 # --- checkpoints ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from api.problems import documented
 from api.schemas import CheckOut, HealthOut, ProbeOut, WorkersOut
 from db import repository as repo
 from db.engine import get_engine
+from db.errors import drain_timeouts, restore_timeouts
 from reelflow import broker
 from reelflow.celery_app import QUEUES
 from reelflow.settings import get_settings
@@ -96,6 +97,21 @@ async def _queue_depth() -> dict[str, int]:
         return {}
 
 
+async def _count_timeouts() -> None:
+    """This process's statements stopped by a timeout, into the engine counters (workers
+    write theirs as they go; an API process, when scraped)."""
+    found = drain_timeouts()
+    if not found:
+        return
+    try:
+        async with get_engine().begin() as conn:
+            for kind, n in found.items():
+                await repo.bump_counter(conn, name="database_timeouts", label=kind, by=n)
+    except BaseException:
+        restore_timeouts(found)
+        raise
+
+
 @router.get(
     "/metrics",
     response_class=Response,
@@ -104,6 +120,7 @@ async def _queue_depth() -> dict[str, int]:
 async def metrics() -> Response:
     """reelflow's metrics (the same from every API process: they come from the database),
     then this process's own: HTTP requests, CPU, memory, file descriptors, GC."""
+    await _count_timeouts()
     async with get_engine().connect() as conn:
         in_flight = await repo.in_flight(conn)
         counters = await repo.counters(conn)

@@ -17,7 +17,14 @@ import structlog
 
 from db import outcomes
 from db.engine import driver_session, drop_driver_connection, forget_engines
-from db.errors import db_retry, is_unavailable
+from db.errors import (
+    drain_timeouts,
+    is_unavailable,
+    note_timeout,
+    quiet_retry,
+    restore_timeouts,
+    timeouts_pending,
+)
 
 T = TypeVar("T")
 log = structlog.get_logger("reelflow.runtime")
@@ -69,20 +76,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def run_db(fn: Any, /, **kwargs: Any) -> Any:
     """Call `fn(connection, **kwargs)` from `db.claims`, retrying transient database errors.
 
-    The first try goes straight through; only a failure pays for the retry machinery.
+    The first try goes straight through; only a failure pays for the retry machinery. A
+    statement our timeouts stopped (a lock held elsewhere too long) is tried again like an
+    outage, and counted once the database answers (`database_timeouts`).
     """
     try:
-        return _call(fn, kwargs)
+        result = _call(fn, kwargs)
     except Exception as exc:
         if not is_unavailable(exc):
             raise
         log.warning("db_retrying", error=repr(exc))
-    return _retrying_call(fn, kwargs)
+        result = _retrying_call(fn, kwargs)
+    if timeouts_pending():
+        _count_timeouts()
+    return result
 
 
-@db_retry
+@quiet_retry
 def _retrying_call(fn: Any, kwargs: dict[str, Any]) -> Any:
     return _call(fn, kwargs)
+
+
+def _count_timeouts() -> None:
+    """Write the timeouts this process met to the engine counters (best effort: kept for
+    the next time when the write fails)."""
+    found = drain_timeouts()
+    try:
+        for kind, n in found.items():
+            _call(outcomes.count, {"name": "database_timeouts", "label": kind, "by": n})
+    except Exception as exc:
+        restore_timeouts(found)
+        log.warning("counter_not_written", error=repr(exc))
 
 
 def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
@@ -91,7 +115,8 @@ def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
         try:
             async with driver_session() as conn:
                 return await fn(conn, **kwargs)
-        except BaseException:
+        except BaseException as exc:
+            note_timeout(exc)
             if conn is not None and not conn.is_closed() and conn.is_in_transaction():
                 conn.terminate()  # never reuse a connection in an unknown state
             raise

@@ -16,6 +16,7 @@ import structlog
 from db import pools
 from db import repository as repo
 from db.engine import get_engine
+from db.errors import drain_timeouts, restore_timeouts
 from reelflow import messages
 from reelflow.settings import get_settings
 from steps.engine import bridge, slots
@@ -28,7 +29,7 @@ log = structlog.get_logger("reelflow.maintenance")
 
 async def beat(hostname: str, queues: list[str]) -> None:
     assert WorkerIdentity.id is not None
-    rejected = messages.drain_rejections()
+    rejected, timeouts = messages.drain_rejections(), drain_timeouts()
     try:
         async with get_engine().begin() as conn:
             await repo.beat(
@@ -37,8 +38,11 @@ async def beat(hostname: str, queues: list[str]) -> None:
             )  # fmt: skip
             for reason, n in rejected.items():  # messages this worker refused since
                 await repo.bump_counter(conn, name="messages_rejected", label=reason, by=n)
+            for kind, n in timeouts.items():  # statements our timeouts stopped since
+                await repo.bump_counter(conn, name="database_timeouts", label=kind, by=n)
     except BaseException:
         messages.restore_rejections(rejected)
+        restore_timeouts(timeouts)
         raise
 
 
