@@ -14,6 +14,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from db.engine import PoolUsage
 from db.pools import WAIT_BUCKETS
 from db.states import ATTEMPT_OUTCOMES, RUN_LIVE, RUN_TERMINAL, STEP_IN_FLIGHT
 from workflows.definition.registry import all_workflows
@@ -114,6 +115,23 @@ class Snapshot(Collector):
                     [*step, status.value], found["steps"].get((*step, status.value), 0)
                 )
         yield steps
+
+
+class Connections(Collector):
+    """This process's database connections: in use, open, and the most it may open. Per
+    process, like the process_* families: sum them over the API's processes."""
+
+    def __init__(self, usage: PoolUsage) -> None:
+        self.usage = usage
+
+    def collect(self) -> Any:
+        for name, value, doc in (
+            ("in_use", self.usage.in_use, "checked out of this process's pool now"),
+            ("open", self.usage.open, "open in this process, in use or idle"),
+            ("limit", self.usage.limit, "the most this process may open (pool + overflow)"),
+        ):
+            yield GaugeMetricFamily(f"reelflow_db_connections_{name}", f"Connections {doc}",
+                                    value=value)  # fmt: skip
 
 
 def _split(counts: dict[tuple[str, str], int]) -> dict[str, dict[Series, int]]:

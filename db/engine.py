@@ -213,27 +213,25 @@ def _note_timeouts(context: ExceptionContext) -> None:
 
 @dataclass(frozen=True)
 class PoolUsage:
-    """This process's connections from its engines' pools: in use, open, and the most it
-    may open (pool size + overflow, per engine)."""
+    """This process's connections from its engines' pools (one per event loop): in use,
+    open (in use or idle), and the most they may open (pool size + overflow each)."""
 
-    in_use: int = 0
-    open: int = 0
-    limit: int = 0
-    engines: int = 0
+    in_use: int
+    open: int
+    limit: int
 
 
 def pool_usage() -> PoolUsage:
-    overflow = get_settings().database_max_overflow
-    in_use = open_ = limit = engines = 0
+    settings = get_settings()
+    in_use = open_ = engines = 0
     for key, engine in list(_engines.items()):
         pool = engine.sync_engine.pool
-        if key[0] != os.getpid() or not isinstance(pool, QueuePool):
-            continue
-        engines += 1
-        in_use += pool.checkedout()
-        open_ += pool.checkedout() + pool.checkedin()
-        limit += pool.size() + overflow
-    return PoolUsage(in_use=in_use, open=open_, limit=limit, engines=engines)
+        if key[0] == os.getpid() and isinstance(pool, QueuePool):
+            engines += 1
+            in_use += pool.checkedout()
+            open_ += pool.checkedout() + pool.checkedin()
+    per_engine = settings.database_pool_size + settings.database_max_overflow
+    return PoolUsage(in_use=in_use, open=open_, limit=per_engine * max(engines, 1))
 
 
 def forget_engines() -> None:

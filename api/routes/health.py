@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import asdict
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from api.metrics import Snapshot
+from api.metrics import Connections, Snapshot
 from api.problems import documented
-from api.schemas import CheckOut, HealthOut, ProbeOut, WorkersOut
+from api.schemas import CheckOut, ConnectionsOut, HealthOut, ProbeOut, WorkersOut
 from db import repository as repo
-from db.engine import get_engine
+from db.engine import get_engine, pool_usage
 from db.errors import drain_timeouts, restore_timeouts
 from reelflow import broker
 from reelflow.celery_app import QUEUES
@@ -62,6 +64,11 @@ async def _workers(timeout: float) -> WorkersOut:
     )
 
 
+def _connections() -> ConnectionsOut:
+    pooler = get_settings().database_pooler
+    return ConnectionsOut(pid=os.getpid(), pooler=pooler, **asdict(pool_usage()))
+
+
 @router.get("/livez", response_model=ProbeOut, response_model_exclude_none=True)
 async def livez() -> ProbeOut:
     """Liveness: the process answers. No I/O, so a database blip never restarts the API."""
@@ -84,8 +91,9 @@ async def health() -> JSONResponse:
     database, broker, workers = await asyncio.gather(_database(2), _broker(2), _workers(2))
     ok = database.ok and broker.ok and workers.ok
     body = HealthOut(
-        status="ok" if ok else "unhealthy", database=database, broker=broker, workers=workers
-    )
+        status="ok" if ok else "unhealthy", database=database, broker=broker, workers=workers,
+        connections=_connections(),
+    )  # fmt: skip
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
@@ -126,6 +134,7 @@ async def metrics() -> Response:
         counters = await repo.counters(conn)
         pools = await repo.pools_view(conn)
     registry = CollectorRegistry()
+    registry.register(Connections(pool_usage()))
     registry.register(
         Snapshot(
             {

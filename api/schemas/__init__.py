@@ -22,6 +22,7 @@ from api.schemas.runs import (
 )
 from api.schemas.service import (
     CheckOut,
+    ConnectionsOut,
     HealthOut,
     PoolOut,
     ProbeOut,
@@ -43,6 +44,7 @@ __all__ = [
     "AssetOut",
     "AttemptOut",
     "CheckOut",
+    "ConnectionsOut",
     "EventOut",
     "HealthOut",
     "PlanOut",

@@ -104,11 +104,22 @@ class ProbeOut(BaseModel):
     broker: CheckOut | None = None
 
 
+class ConnectionsOut(BaseModel):
+    """This API process's database connections (each process has its own pool)."""
+
+    pid: int
+    in_use: int = Field(description="connections checked out of the pool now")
+    open: int = Field(description="connections open, in use or idle in the pool")
+    limit: int = Field(description="the most it may open: DATABASE_POOL_SIZE + MAX_OVERFLOW")
+    pooler: str = Field(description="DATABASE_POOLER: none, or transaction")
+
+
 class HealthOut(BaseModel):
     status: str
     database: CheckOut
     broker: CheckOut
     workers: WorkersOut
+    connections: ConnectionsOut
 
 
 class Problem(BaseModel):

@@ -1,7 +1,8 @@
 """Every statement has a statement timeout and every lock wait a lock timeout, set per
 transaction: a held lock or a stuck query never hangs a worker or the API. Hitting one is
-transient: the step's database call is tried again, and the timeout counted. The same
-tests run behind PgBouncer in transaction mode (tests/pooled)."""
+transient: the step's database call is tried again, and the timeout counted. So is a pool
+with no free connection. The same tests run behind PgBouncer in transaction mode
+(tests/pooled)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from db.engine import create_engine, driver_session
-from db.errors import is_unavailable, timeout_kind
+from db.errors import db_retry, is_unavailable, timeout_kind
 from db.states import RunStatus, StepStatus
 from tests.support import (
     WorkerProcess,
@@ -111,3 +113,33 @@ async def test_a_lock_held_past_the_lock_timeout_delays_the_step_not_fails_it(
     while (await counter_values("database_timeouts")).get("lock", 0) <= before:
         assert time.monotonic() < deadline, "the lock timeouts were not counted"
         await asyncio.sleep(0.2)
+
+
+async def test_a_full_pool_waits_then_retries_and_says_so_once(env: dict[str, str]) -> None:
+    """No free connection in DATABASE_POOL_TIMEOUT_SECONDS: a transient error, retried (a
+    worker's database call waits for one, it does not fail its step), logged once."""
+    budget = {
+        "DATABASE_POOL_SIZE": "1",
+        "DATABASE_MAX_OVERFLOW": "0",
+        "DATABASE_POOL_TIMEOUT_SECONDS": "0.2",
+    }
+    with patched_environment(budget):
+        engine = create_engine(env["DATABASE_URL"])
+
+        @db_retry
+        async def read() -> int:
+            async with engine.connect() as conn:
+                return int((await conn.execute(text("SELECT 7"))).scalar_one())
+
+        try:
+            async with engine.connect() as held:  # the pool's only connection
+                await held.execute(text("SELECT 1"))
+                with capture_logs() as logs:
+                    waiting = asyncio.create_task(read())
+                    await asyncio.sleep(1.5)  # several pool timeouts go by
+                    assert not waiting.done()
+            assert await asyncio.wait_for(waiting, 10) == 7
+        finally:
+            await engine.dispose()
+    retrying = [e for e in logs if e["event"] == "db_retrying"]
+    assert len(retrying) == 1 and "QueuePool limit" in retrying[0]["error"], logs
