@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
 from db.errors import note_timeout
-from reelflow.settings import Settings, get_settings
+from reelflow.settings import Settings, async_database_url, get_settings
 
 _engines: dict[tuple[int, int, str], AsyncEngine] = {}
 _conns: dict[tuple[int, int, str], asyncpg.Connection] = {}
@@ -181,6 +181,7 @@ def create_engine(
     DATABASE_POOLER's word. `timed=False` (migrations): no statement or lock timeout.
     `pool=False`: a connection per use, closed after."""
     settings = get_settings()
+    url = async_database_url(url)  # the dialect SQLAlchemy needs, whatever the spelling
     via_pooler = pooled(settings) if behind_pooler is None else behind_pooler
     engine: AsyncEngine
 
