@@ -8,7 +8,15 @@ from typing import Annotated, Any, Self
 from urllib.parse import quote
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 
 from db.records import AttemptRecord, RunRecord, StepRecord
 from db.states import RunStatus, StepStatus
@@ -29,12 +37,21 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema counts it); strings
+    and booleans stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workflow: str = Field(min_length=1, max_length=100, examples=["probe"])
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"width": 3}])
-    priority: StrictInt = Field(
+    priority: JsonInt = Field(
         5, ge=0, le=9, description="0-9: a pool's free slot goes to the highest priority first"
     )
     tenant: str | None = Field(
@@ -50,7 +67,7 @@ class RunCreate(BaseModel):
         True,
         description="false: every step runs afresh, reusing no earlier result with its input key",
     )
-    faults: dict[str, Annotated[StrictInt, Field(ge=0, le=100)]] | None = Field(
+    faults: dict[str, Annotated[JsonInt, Field(ge=0, le=100)]] | None = Field(
         None,
         max_length=1000,
         description="testing aid: step key -> attempts that fail (needs ALLOW_FAULT_INJECTION)",

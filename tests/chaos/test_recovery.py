@@ -35,8 +35,8 @@ def _succeeded_once(attempts: dict[str, list[str]]) -> bool:
 async def test_a_sigkilled_worker_is_replaced_within_seconds_with_default_settings(
     chaos: Chaos,
 ) -> None:
-    doomed = chaos.worker("doomed")
     run_id = chaos.start_run("probe", width=2, sleep_ms=4000)
+    doomed = chaos.worker("doomed")  # after the run: its first step is seen running
     await wait_step(run_id, "a", lambda s: s.status is StepStatus.RUNNING, timeout=30)
     doomed.kill()  # the whole worker: main process and pool
     chaos.worker("rescuer")

@@ -60,5 +60,7 @@ def test_generated_runs_mostly_start(api: ApiProcess, tmp_path: Path) -> None:
         and entry["request"]["url"].split("?")[0].endswith("/runs")
     ]
     started = [status for status, _ in answers if status in (200, 201, 202)]
-    refused = [a for a in answers if a[0] not in (200, 201, 202)]
-    assert len(started) > len(answers) * 0.6, (len(started), len(answers), refused[:10])
+    # A key the generator reuses with another body is rightly refused: not the schema's doing.
+    fair = [a for a in answers if "idempotency_key_reused" not in a[1]]
+    refused = [a for a in fair if a[0] not in (200, 201, 202)]
+    assert len(started) > len(fair) * 0.6, (len(started), len(fair), refused[:10])

@@ -69,7 +69,7 @@ async def test_many_streams_hold_no_connection_and_leave_the_api_answering(
         httpx.AsyncClient(base_url=sse_api.url, timeout=60) as other_client,
     ):
         created = await client.post(
-            "/runs", json={"workflow": "probe", "params": {"width": 1, "sleep_ms": 1500}}
+            "/runs", json={"workflow": "probe", "params": {"width": 1, "sleep_ms": 3000}}
         )
         run_id = created.json()["id"]
         before = await _connections("api")
@@ -81,7 +81,9 @@ async def test_many_streams_hold_no_connection_and_leave_the_api_answering(
                     lines[i].append(line)
 
         listeners = [asyncio.create_task(listen(i)) for i in range(STREAMS)]
-        await asyncio.sleep(3)  # every stream open, the run in flight
+        deadline = time.monotonic() + 30  # every stream open, the run in flight
+        while not all(lines) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         during = await _connections("api")
         started = time.perf_counter()
         other = await other_client.post("/runs", json={"workflow": "probe", "params": {"width": 1}})

@@ -197,7 +197,7 @@ def test_actions_need_the_token_when_reads_are_public(
     dialog = page.locator("dialog#confirm")
     expect(dialog).to_contain_text("Will run: a, b, c[*], d, e")
     dialog.get_by_role("button", name="Confirm").click()
-    expect(page.locator("#run-status")).to_have_text("succeeded")
+    expect(page.locator("#run-status")).to_have_text("succeeded", timeout=60_000)
 
 
 def test_a_guarded_api_asks_for_the_token_to_read(guarded_api: ApiProcess, page: Any) -> None:
