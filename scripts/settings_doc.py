@@ -23,6 +23,13 @@ DEPLOYMENT = {
     "POSTGRES_USER": ("reelflow", "PostgreSQL user compose creates"),
     "POSTGRES_PASSWORD": ("reelflow", "PostgreSQL password compose sets: change it"),
     "POSTGRES_DB": ("reelflow", "PostgreSQL database compose creates"),
+    "POSTGRES_ADDRESS": (
+        "postgres:5432",
+        "where the app reaches PostgreSQL: pgbouncer:5432"
+        " with `--profile pgbouncer` (and DATABASE_POOLER=transaction)",
+    ),
+    "PGBOUNCER_POOL_SIZE": ("20", "server connections per database (`--profile pgbouncer`)"),
+    "PGBOUNCER_MAX_CLIENT_CONN": ("2000", "client connections PgBouncer accepts"),
     "WORKER_QUEUES": ("default", "queues of the `worker` service"),
     "WORKER_CONCURRENCY": ("", "processes per `worker` container (default: CPUs)"),
     "GPU_WORKER_CONCURRENCY": ("1", "processes of the `gpu-worker` container"),

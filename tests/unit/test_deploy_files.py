@@ -70,6 +70,28 @@ def test_flower_profile_answers_its_rest_api_and_brokers_are_configurable() -> N
         assert "CELERY_BROKER_URL" in COMPOSE["services"][name]["environment"], name
 
 
+def test_the_pgbouncer_profile_pools_in_transaction_mode_and_migrations_go_past_it() -> None:
+    services = COMPOSE["services"]
+    bouncer = services["pgbouncer"]
+    assert bouncer["profiles"] == ["pgbouncer"]
+    assert bouncer["environment"]["POOL_MODE"] == "transaction"
+    assert bouncer["environment"]["DB_HOST"] == "postgres"
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in bouncer["healthcheck"]["test"]
+    for name in ("api", "worker", "gpu-worker", "migrate"):
+        env = services[name]["environment"]
+        # through the pooler when POSTGRES_ADDRESS names it, and told so; migrations
+        # (`reelflow db upgrade` reads DATABASE_DIRECT_URL) always straight to postgres
+        assert "@${POSTGRES_ADDRESS:-postgres:5432}/" in env["DATABASE_URL"], name
+        assert "@postgres:5432/" in env["DATABASE_DIRECT_URL"], name
+        assert env["DATABASE_POOLER"] == "${DATABASE_POOLER:-none}", name
+    for name in ("api", "worker", "gpu-worker"):
+        waits = services[name]["depends_on"]["pgbouncer"]
+        assert waits == {"condition": "service_healthy", "required": False}, name
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert "COMPOSE_PROFILES=pgbouncer" in (ROOT / "compose.yaml").read_text()
+
+
 def test_the_gpu_node_shares_no_disk_and_names_what_it_must_reach() -> None:
     node = yaml.safe_load((ROOT / "compose.gpu-node.yaml").read_text())
     (name,) = node["services"]
