@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from db import outcomes
-from db.engine import driver_session, drop_driver_connection, forget_engines
+from db.engine import drop_driver_connection, forget_engines, on_driver
 from db.errors import (
     drain_timeouts,
     is_unavailable,
@@ -111,17 +111,15 @@ def _count_timeouts() -> None:
 
 def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
     async def go() -> Any:
-        conn = None
+        failed = False
         try:
-            async with driver_session() as conn:
-                return await fn(conn, **kwargs)
+            return await on_driver(fn, **kwargs)
         except BaseException as exc:
+            failed = True
             note_timeout(exc)
-            if conn is not None and not conn.is_closed() and conn.is_in_transaction():
-                conn.terminate()  # never reuse a connection in an unknown state
             raise
         finally:
-            drop_driver_connection()
+            drop_driver_connection(failed=failed)
 
     return run(go())
 

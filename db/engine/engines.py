@@ -1,21 +1,9 @@
-"""Async engines, one per (process, event loop), created lazily and never inherited by a fork.
+"""Async engines, one per (process, event loop), created lazily and never inherited by a fork,
+and the claim protocol's own connection, one per (process, event loop) too.
 
 A prefork child that used its parent's pool would share sockets with it; an engine used from
 a second event loop fails with "attached to a different loop". Keying engines by pid and
-loop rules out both.
-
-Every connection, the engine's and the claim protocol's, is made by `connect()`, so TLS,
-timeouts and the pooler's rules hold for both alike:
-- TLS: the URL's `sslmode` (and `sslrootcert`, or DATABASE_SSL_ROOT_CERT) reach asyncpg,
-  which reads them as libpq does (SQLAlchemy's URL translation would pass them on as
-  arguments asyncpg refuses).
-- DATABASE_POOLER=none: statements are prepared once per connection and cached; the
-  timeouts are the session's (startup parameters, no round trip).
-- DATABASE_POOLER=transaction: each transaction may run on another server connection,
-  so nothing may live in the session: no statement cache (asyncpg then uses the unnamed
-  statement, which the next Parse replaces, so nothing is left behind on the server for a
-  later client to collide with), no startup parameters (PgBouncer refuses unknown ones),
-  and the timeouts go out with each BEGIN as `SET LOCAL` (`TimedConnection`).
+loop rules out both. Every connection comes from `db.engine.connection.connect`.
 """
 
 from __future__ import annotations
@@ -23,81 +11,26 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from db.engine.connection import StatementMissing, connect
 from db.errors import note_timeout
 from reelflow.settings import Settings, async_database_url, get_settings
+
+T = TypeVar("T")
 
 _engines: dict[tuple[int, int, str], AsyncEngine] = {}
 _conns: dict[tuple[int, int, str], asyncpg.Connection] = {}
 _loops: dict[int, weakref.ref[asyncio.AbstractEventLoop]] = {}
-
-
-class TimedConnection(asyncpg.Connection):  # type: ignore[misc]
-    """An asyncpg connection whose transactions start with the statement and lock timeouts.
-
-    asyncpg begins every transaction (SQLAlchemy's too) with `execute("BEGIN ...")`; the
-    `SET LOCAL`s ride in the same simple query, so a pooled transaction costs no extra
-    round trip for them."""
-
-    begin_suffix = ""
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
-        if self.begin_suffix and not args and query.startswith("BEGIN"):
-            query += self.begin_suffix
-        result: str = await super().execute(query, *args, timeout=timeout)
-        return result
-
-
-def _timeouts(settings: Settings) -> dict[str, str]:
-    return {
-        "statement_timeout": str(settings.database_statement_timeout_ms),
-        "lock_timeout": str(settings.database_lock_timeout_ms),
-    }
-
-
-def driver_dsn(url: str, settings: Settings | None = None) -> str:
-    """The URL as asyncpg reads it: libpq's spelling, with the CA file when one is set."""
-    settings = settings or get_settings()
-    parsed = make_url(url).set(drivername="postgresql")
-    if settings.database_ssl_root_cert and "sslrootcert" not in parsed.query:
-        parsed = parsed.update_query_dict({"sslrootcert": str(settings.database_ssl_root_cert)})
-    return parsed.render_as_string(hide_password=False)
-
-
-async def connect(
-    url: str, *, pooled: bool, timed: bool = True, extra: dict[str, str] | None = None
-) -> asyncpg.Connection:
-    """A new connection to `url`. `pooled`: through a transaction-mode pooler. `timed`:
-    with the statement and lock timeouts (migrations run without them). `extra`: session
-    settings worth having when not pooled (dropped when pooled)."""
-    settings = get_settings()
-    timeouts = _timeouts(settings) if timed else {}
-    conn: TimedConnection = await asyncpg.connect(
-        driver_dsn(url, settings),
-        timeout=10,
-        command_timeout=_command_timeout(settings) if timed else None,
-        statement_cache_size=0 if pooled else 100,
-        server_settings=None if pooled else {**timeouts, **(extra or {})},
-        connection_class=TimedConnection,
-    )
-    if pooled and timeouts:
-        conn.begin_suffix = "".join(f"; SET LOCAL {k} = {v}" for k, v in timeouts.items())
-    return conn
-
-
-def _command_timeout(settings: Settings) -> float:
-    """asyncpg's own bound on a call, a backstop past the server's statement timeout."""
-    return max(60.0, settings.database_statement_timeout_ms / 1000 + 10)
 
 
 def pooled(settings: Settings | None = None) -> bool:
@@ -146,18 +79,22 @@ async def driver_connection() -> asyncpg.Connection:
     if conn is None or conn.is_closed():
         _forget_closed_loops()
         _loops[key[1]] = weakref.ref(asyncio.get_running_loop())
-        # The protocol's statements are prepared once per connection; a generic plan
-        # saves planning them again (about a millisecond each) on every step.
-        conn = await connect(url, pooled=pooled(), extra={"plan_cache_mode": "force_generic_plan"})
+        # The protocol's statements are prepared once per server connection (behind a
+        # pooler too: `shared`); a generic plan saves planning them again (milliseconds
+        # for the claim) on every step.
+        conn = await connect(
+            url, pooled=pooled(), extra={"plan_cache_mode": "force_generic_plan"}, shared=True
+        )
         _conns[key] = conn
     return conn
 
 
 @asynccontextmanager
 async def driver_session() -> AsyncIterator[asyncpg.Connection]:
-    """The driver connection for one call of the claim protocol. Behind a pooler the call
-    is one transaction, so the timeouts (`SET LOCAL`, sent with its BEGIN) bound it; on
-    PostgreSQL itself they are the session's, and a statement needs no BEGIN."""
+    """The driver connection for one use. Behind a pooler the use is one transaction, so
+    the timeouts (`SET LOCAL`, sent with its BEGIN) bound it and its statements are the
+    server connection's own; on PostgreSQL itself they are the session's, and a
+    statement needs no BEGIN."""
     conn = await driver_connection()
     if not pooled() or conn.is_in_transaction():
         yield conn
@@ -166,10 +103,27 @@ async def driver_session() -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-def drop_driver_connection() -> None:
-    """Forget this loop's connection after an error; it is reopened on next use."""
+async def on_driver(fn: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
+    """`fn(connection, **kwargs)` in a `driver_session`, run again once if the server
+    connection the pooler gave it lacks a statement this client prepared on another."""
+    try:
+        async with driver_session() as conn:
+            return await fn(conn, **kwargs)
+    except StatementMissing:
+        (await driver_connection()).forget_statements()
+    async with driver_session() as conn:
+        return await fn(conn, **kwargs)
+
+
+def drop_driver_connection(*, failed: bool = False) -> None:
+    """Forget this process's closed connections; they are reopened on next use. `failed`
+    (a call on this loop's connection raised): one left inside a transaction is closed
+    first, never reused in an unknown state."""
+    loop_id = id(asyncio.get_running_loop()) if failed else None
     for key in [k for k in _conns if k[0] == os.getpid()]:
         conn = _conns[key]
+        if key[1] == loop_id and not conn.is_closed() and conn.is_in_transaction():
+            conn.terminate()
         if conn.is_closed():
             del _conns[key]
 
