@@ -58,9 +58,12 @@ def bench_servers(tmp: Path) -> Iterator[None]:
 
 
 @contextmanager
-def worker(tmp: Path, *, include: str | None = None, concurrency: int = 2) -> Iterator[None]:
-    """A prefork worker on both queues for the block (the servers must be up)."""
-    yield from _with_worker(tmp, include, concurrency, "default,gpu")
+def worker(
+    tmp: Path, *, include: str | None = None, concurrency: int = 2, name: str | None = None
+) -> Iterator[None]:
+    """A prefork worker on both queues for the block (the servers must be up), with the
+    settings of this process's environment when it starts."""
+    yield from _with_worker(tmp, include, concurrency, "default,gpu", name=name)
 
 
 def _with_worker(
@@ -69,11 +72,13 @@ def _with_worker(
     concurrency: int,
     queues: str,
     profile_to: Path | None = None,
+    name: str | None = None,
 ) -> Iterator[None]:
+    tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "worker.log"
     from cli.processes import stop_groups, worker_args
 
-    name = f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}@%h"
+    name = name or f"bench-{os.getpid()}-{uuid.uuid4().hex[:4]}@%h"
     args = worker_args(
         queues, concurrency, name, os.environ["LOG_LEVEL"], "--without-mingle", "--without-gossip"
     )

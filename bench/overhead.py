@@ -7,6 +7,12 @@ is where reelflow keeps outcomes (steps outside chord headers store no Celery re
 Run creation (inserting the step rows) counts toward the durable time. Prints one JSON
 line last.
 
+The durable runs go twice each round: straight to PostgreSQL, and through a PgBouncer in
+transaction mode that the bench starts (DATABASE_POOLER=transaction: no statement cache,
+the timeouts with each BEGIN, the claim protocol's calls in a transaction each), each on a
+worker of its own while the other's consumers are cancelled; `pooled_vs_direct` is their
+ratio. Skipped (null) where pgbouncer is not installed.
+
     python bench/overhead.py [--rounds 3]
 
 Uses DATABASE_URL / REDIS_URL when set, the embedded servers otherwise; with
@@ -18,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -67,6 +74,71 @@ def profile_breakdown(tmp: Path, durable: Callable[[str], float], steps: int) ->
     return per_part
 
 
+def consume(*, only: str, not_: str) -> None:
+    """Let worker `only` take the step queues, and worker `not_` not (remote control)."""
+    from reelflow.celery_app import QUEUES, app
+
+    host = socket.gethostname()
+    for queue in QUEUES:
+        app.control.cancel_consumer(queue, destination=[not_.replace("%h", host)], reply=True)
+        app.control.add_consumer(queue, destination=[only.replace("%h", host)], reply=True)
+
+
+@contextmanager
+def pooled_variant(tmp: Path, name: str, direct_worker: str) -> Iterator[dict[str, str] | None]:
+    """A PgBouncer in transaction mode in front of the bench's database, and a worker of
+    its own behind it (its consumers cancelled until a pooled round); None without
+    pgbouncer."""
+    from sqlalchemy.engine import make_url
+
+    from reelflow.celery_app import app
+    from tests.pgbouncer import BINARY, PgBouncer
+    from tests.support import patched_environment
+
+    if BINARY is None:
+        print("pgbouncer is not installed: no pooled variant", file=sys.stderr)
+        yield None
+        return
+    direct = os.environ["DATABASE_URL"]
+    bouncer = PgBouncer(tmp / "pgbouncer", direct, pool_size=4)
+    bouncer.start()
+    settings = {
+        "DATABASE_URL": bouncer.url(make_url(direct).database or "reelflow"),
+        "DATABASE_POOLER": "transaction",
+        "DATABASE_DIRECT_URL": direct,
+    }
+    try:
+        with ExitStack() as stack:
+            with patched_environment(settings):  # the worker starts with these settings
+                stack.enter_context(
+                    worker(tmp / "pooled", include="bench.overhead_tasks", name=name)
+                )
+            named = name.replace("%h", socket.gethostname())
+            deadline = time.monotonic() + 60
+            while not app.control.ping(destination=[named], timeout=0.5):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the pooled worker did not answer")
+            consume(only=direct_worker, not_=name)
+            yield settings
+    finally:
+        bouncer.stop()
+
+
+def pooled_figures(
+    med: dict[str, float], chain_length: int, raw_step_ms: float, durable_step_ms: float
+) -> dict[str, float | None]:
+    if "pc" not in med:
+        return {"pooled_step_ms": None, "pooled_ratio": None, "pooled_vs_direct": None}
+    pooled_step_ms = med["pc"] / chain_length * 1000
+    return {
+        "pooled_step_ms": round(pooled_step_ms, 3),
+        "pooled_ratio": round(pooled_step_ms / raw_step_ms, 3),
+        "pooled_vs_direct": round(pooled_step_ms / durable_step_ms, 3),
+        "chord_pooled_s": round(med["pf"], 3),
+        "chord_pooled_vs_direct": round(med["pf"] / med["df"], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -74,7 +146,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, bench_servers(Path(tmp)):
         stack = ExitStack()
-        stack.enter_context(worker(Path(tmp), include="bench.overhead_tasks", concurrency=2))
+        direct_worker, pooled_worker = (f"bench-{k}-{os.getpid()}@%h" for k in ("direct", "pooled"))
+        stack.enter_context(
+            worker(Path(tmp), include="bench.overhead_tasks", concurrency=2, name=direct_worker)
+        )
+        pooled_env = stack.enter_context(pooled_variant(Path(tmp), pooled_worker, direct_worker))
         from celery import chain, chord, group
 
         from bench.overhead_tasks import CHAIN_LENGTH, FANOUT_WIDTH, noop
@@ -101,16 +177,34 @@ def main() -> None:
             return time.perf_counter() - started
 
         from reelflow.settings import get_settings
+        from tests.support import patched_environment
+
+        def through_pooler(workflow: str) -> float:
+            """The same durable run, this process and the worker both behind PgBouncer."""
+            assert pooled_env is not None
+            consume(only=pooled_worker, not_=direct_worker)
+            try:
+                with patched_environment(pooled_env):
+                    return durable(workflow)
+            finally:
+                consume(only=direct_worker, not_=pooled_worker)
 
         broker_kind = get_settings().broker_kind
-        durable("bench_chain")  # warm up both paths
+        durable("bench_chain")  # warm up every path
         raw_chain()
+        if pooled_env is not None:
+            through_pooler("bench_chain")
         results: dict[str, list[float]] = {"rc": [], "dc": [], "rf": [], "df": []}
+        if pooled_env is not None:
+            results |= {"pc": [], "pf": []}
         for _ in range(args.rounds):
             results["rc"].append(raw_chain())
             results["dc"].append(durable("bench_chain"))
             results["rf"].append(raw_chord())
             results["df"].append(durable("bench_fanout"))
+            if pooled_env is not None:
+                results["pc"].append(through_pooler("bench_chain"))
+                results["pf"].append(through_pooler("bench_fanout"))
             print(json.dumps({k: round(v[-1], 3) for k, v in results.items()}), flush=True)
 
         stack.close()  # the profiled worker takes over the queues alone
@@ -131,6 +225,7 @@ def main() -> None:
                 "chord_raw_s": round(med["rf"], 3),
                 "chord_durable_s": round(med["df"], 3),
                 "chord_ratio": round(med["df"] / med["rf"], 3),
+                **pooled_figures(med, CHAIN_LENGTH, raw_step_ms, durable_step_ms),
                 "broker": broker_kind,
                 # where a durable step's worker-side milliseconds go (cProfile, solo worker)
                 "profile_ms_per_step": breakdown,
