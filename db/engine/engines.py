@@ -34,6 +34,7 @@ _loops: dict[int, weakref.ref[asyncio.AbstractEventLoop]] = {}
 
 
 def pooled(settings: Settings | None = None) -> bool:
+    """Whether DATABASE_URL reaches a transaction-mode pooler (DATABASE_POOLER)."""
     return (settings or get_settings()).database_pooler == "transaction"
 
 
@@ -67,11 +68,12 @@ def _forget_closed_loops() -> None:
 async def driver_connection() -> asyncpg.Connection:
     """A plain asyncpg connection for the claim protocol's hot path, per process and loop.
 
-    Each claim-protocol statement is one CTE, atomic on its own, so it runs without
-    BEGIN/COMMIT round trips, without the ORM's per-statement overhead, and without a pool's
-    reset query on release: a worker process runs one step at a time per thread, so one
+    Each claim-protocol statement is one CTE, atomic on its own, so on PostgreSQL itself it
+    runs without BEGIN/COMMIT round trips (behind a pooler a call is one transaction, for
+    its timeouts), without the ORM's per-statement overhead, and without a pool's reset
+    query on release: a worker process runs one step at a time per thread, so one
     connection per thread's loop suffices. A broken connection is dropped and reopened on
-    the next call (callers retry transient errors). Use it through `driver_session()`.
+    the next call (callers retry transient errors). Use it through `on_driver()`.
     """
     url = get_settings().require_database_url()
     key = (os.getpid(), id(asyncio.get_running_loop()), url)
