@@ -23,7 +23,7 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses=documented(422, 500,
     response_model=RevisionOut,
     responses={
         200: {"model": RevisionOut, "description": "dry_run=true: the plan, nothing changed"},
-        **documented(404, 409),
+        **documented(400, 404, 409, 413),  # 400: a body that is not UTF-8
         **GUARDED,
     },
 )
