@@ -226,9 +226,10 @@ def main() -> None:
                 "chord_durable_s": round(med["df"], 3),
                 "chord_ratio": round(med["df"] / med["rf"], 3),
                 **pooled_figures(med, CHAIN_LENGTH, raw_step_ms, durable_step_ms),
-                "broker": broker_kind,
-                # where a durable step's worker-side milliseconds go (cProfile, solo worker)
-                "profile_ms_per_step": breakdown,
+                "broker_kind": broker_kind,
+                # where a durable step's worker-side milliseconds go (cProfile, solo
+                # worker): claim, key, complete, canvas, broker, whole_task
+                **breakdown,
                 "pid": os.getpid(),
                 "run": str(uuid.uuid4())[:8],
             }

@@ -113,8 +113,8 @@ def main() -> None:
                     pooled["idle_ms_per_handoff"] - plain["idle_ms_per_handoff"], 2
                 ),
                 "span_ratio": round(pooled["span_s"] / plain["span_s"], 4),
-            },
-            indent=2,
+                "utilisation": pooled["utilisation"],
+            }
         )
     )
 

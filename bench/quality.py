@@ -174,7 +174,7 @@ def main() -> None:
                 k: out["synthesize_voice"][k] for k in ("engine", "loudness_lufs", "true_peak_dbtp")
             },
         }
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

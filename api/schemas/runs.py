@@ -202,6 +202,9 @@ class AttemptOut(BaseModel):
     error_type: str | None
     error_message: str | None
     traceback: str | None
+    input_key: str | None = Field(
+        None, description="the input key this attempt computed for (sha256, hex)"
+    )
 
     @classmethod
     def of(cls, attempt: AttemptRecord) -> AttemptOut:

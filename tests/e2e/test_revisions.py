@@ -97,6 +97,10 @@ def test_a_revision_of_scene_three_reruns_exactly_what_reads_it(
     assert ran == set(rerun), (ran, rerun)  # the plan is what ran, step for step
     assert all(now[f"render_scene[{i}]"] == 1 for i in range(8) if i != 3)
     assert now["render_scene[3]"] == 2
+    tries = client.get(f"/runs/{run_id}/steps/render_scene[3]/attempts").json()
+    step = next(s for s in after["steps"] if s["key"] == "render_scene[3]")
+    assert [a["input_key"] for a in tries][-1] == step["input_key"]  # the key on each attempt
+    assert tries[0]["input_key"] != tries[-1]["input_key"]  # the scene changed, so its key
     assert _sha(after) != _sha(first)  # the published video changed
     published = next(s for s in after["steps"] if s["key"] == "publish")["output"]["video"]
     assert hashlib.sha256(Path(published["path"]).read_bytes()).hexdigest() == _sha(after)
