@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from db.keys import KEY_FORMAT
 from db.models import OPEN_STEP
+from db.pools import slot_free
 from db.states import (
     LOST_ERROR_TYPE,
     LOST_MESSAGE,
@@ -25,6 +26,7 @@ _S, _A = StepStatus, AttemptStatus
 
 _KEYED_RUN_OK = sql_in(RUN_CLAIMABLE)
 _CLAIMABLE = sql_in(STEP_CLAIMABLE)
+_SLOT_FREE = slot_free("q", dead_after="$13")
 
 # $1 run, $2 key, $3 single deps, $4 owner, $5 hostname, $6 task id, $7 queue, $8 lease s,
 # $9 dead same-host owner to take over, $10 mapped deps, $11 generation, $12 worker id,
@@ -35,6 +37,7 @@ CLAIM = f"""
 WITH cur AS (
     SELECT s.id, s.step, s.status, s.attempts, s.max_attempts, s.lease_owner, s.item,
            s.item_index, s.item_digest, s.force_rerun, s.key_parts AS previous_parts,
+           s.lease_expires_at, s.lease_worker,
            r.status AS run_status, r.generation, r.params, r.workflow, r.cache AS run_cache,
            r.param_digests ->> s.step AS params_digest, r.priority, r.tenant,
            (r.maps ?& $10::text[])
@@ -46,6 +49,9 @@ WITH cur AS (
                              AND d.{OPEN_STEP}) AS ready
     FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
     WHERE s.run_id = $1 AND s.key = $2
+    -- locked, and read as it is now: a duplicate delivery claiming at the same moment
+    -- waits here, then sees this claim's attempt (a plain read would let both take it)
+    FOR UPDATE OF s
 ), deps AS (
     -- the digests of what it reads, as `steps.engine.keys.input_key` joins them
     SELECT string_agg(d.name || '=' || coalesce(d.digest, ''), E'\n' ORDER BY d.name COLLATE "C")
@@ -93,16 +99,15 @@ WITH cur AS (
       AND (SELECT w.workflow FROM workflow_runs w WHERE w.id = o.run_id)
           = (SELECT workflow FROM cur)
 ), takeable AS (
-    SELECT cur.id FROM step_runs s, cur
-    WHERE s.id = cur.id AND cur.generation = $11 AND cur.ready
-      AND cur.run_status IN {_KEYED_RUN_OK}
-      AND (s.status IN {_CLAIMABLE}
-           OR (s.status = '{_S.RUNNING}'
-               AND (s.lease_owner = $9::text
-                    OR (s.lease_expires_at < now()
+    SELECT cur.id FROM cur
+    WHERE cur.generation = $11 AND cur.ready AND cur.run_status IN {_KEYED_RUN_OK}
+      AND (cur.status IN {_CLAIMABLE}
+           OR (cur.status = '{_S.RUNNING}'
+               AND (cur.lease_owner = $9::text
+                    OR (cur.lease_expires_at < now()
                         -- a live worker keeps its step, even if its lease lapsed in an outage
                         AND NOT EXISTS (SELECT 1 FROM worker_heartbeats w
-                                        WHERE w.id = s.lease_worker
+                                        WHERE w.id = cur.lease_worker
                                           AND w.last_seen > now() - make_interval(secs => $13))
                     ))))
 ), reused AS (
@@ -123,7 +128,8 @@ WITH cur AS (
 ), slot AS (
     -- a slot of the step's pool, taken with the claim: one granted to it, its own while
     -- its lease lives (a redelivery, a restarted worker taking over), or a free one when
-    -- no step waits for the pool ahead of it (an expired lease frees a slot for all)
+    -- no step waits for the pool ahead of it (a lapsed lease of a dead worker frees a
+    -- slot for all; a live worker keeps its slot through an outage, as its step)
     UPDATE pool_slots p
     SET holder_step_id = cur.id, holder_attempt = cur.attempts + 1, holder_run_id = $1,
         holder_key = $2, holder_worker = $4, tenant = cur.tenant, since = now(),
@@ -133,10 +139,9 @@ WITH cur AS (
     WHERE $16 <> '' AND p.pool = $16 AND p.slot = (
         SELECT q.slot FROM pool_slots q
         WHERE q.pool = $16
-          AND ((q.reserved_for = cur.id
-                AND (q.holder_step_id IS NULL OR q.lease_expires_at < now()))
+          AND ((q.reserved_for = cur.id AND {_SLOT_FREE})
                OR (q.holder_step_id = cur.id AND q.lease_expires_at >= now())
-               OR ((q.holder_step_id IS NULL OR q.lease_expires_at < now())
+               OR ({_SLOT_FREE}
                    AND (q.reserved_for IS NULL OR q.reserved_until < now())
                    AND NOT EXISTS (SELECT 1 FROM slot_waits w WHERE w.pool = $16
                                    AND w.granted_at IS NULL AND w.step_id <> cur.id)))

@@ -18,6 +18,8 @@ from typing import Any
 
 import asyncpg
 
+from db.states import StepStatus
+
 #: Slot-wait times (seconds), the histogram's bucket bounds.
 WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -31,6 +33,21 @@ SET generation = EXCLUDED.generation, signature = EXCLUDED.signature,
     granted_at = NULL, granted_slot = NULL, sent_at = NULL
 """
 
+
+def slot_free(alias: str, *, dead_after: str) -> str:
+    """SQL: the slot `alias` is held by no one: never taken, given back, or its holder's
+    lease lapsed while its worker is dead (silent `dead_after` seconds, a SQL expression).
+    A live worker keeps its slot through an outage that lapsed its lease, as it keeps its
+    step: the slot is never handed to a second step while the first still runs."""
+    return f"""({alias}.holder_step_id IS NULL OR ({alias}.lease_expires_at < now()
+        AND NOT EXISTS (SELECT 1 FROM step_runs h JOIN worker_heartbeats hw
+                        ON hw.id = h.lease_worker
+                        WHERE h.id = {alias}.holder_step_id
+                          AND h.attempts = {alias}.holder_attempt
+                          AND h.status = '{StepStatus.RUNNING}'
+                          AND hw.last_seen > now() - make_interval(secs => {dead_after}))))"""
+
+
 #: The advisory lock of a pool's hand-overs (its name follows): one grant at a time, and
 #: whatever else changes many of its slots and waits at once waits for it.
 POOL_LOCK = "reelflow-pool:"
@@ -40,10 +57,10 @@ _GRANT = f"""
 WITH open_slots AS (
     -- locked, so no claim takes one between this read and its reservation (a locked row
     -- is read as it is now, not as the statement's snapshot saw it)
-    SELECT slot FROM pool_slots
-    WHERE pool = $1 AND (holder_step_id IS NULL OR lease_expires_at < now())
-      AND (reserved_for IS NULL OR reserved_until < now())
-    FOR UPDATE SKIP LOCKED
+    SELECT q.slot FROM pool_slots q
+    WHERE q.pool = $1 AND {slot_free("q", dead_after="$3")}
+      AND (q.reserved_for IS NULL OR q.reserved_until < now())
+    FOR UPDATE OF q SKIP LOCKED
 ), free AS (
     SELECT slot, row_number() OVER (ORDER BY slot) AS n FROM open_slots
 ), waiting AS (
@@ -92,14 +109,29 @@ WITH open_slots AS (
 SELECT count(*) FROM granted
 """
 
-_UNSENT = """
-SELECT step_id, signature FROM slot_waits
-WHERE granted_at IS NOT NULL AND sent_at IS NULL AND ($1::text IS NULL OR pool = $1)
-  AND granted_at < now() - make_interval(secs => $2)
-ORDER BY granted_at LIMIT 500
+_REGRANT = """
+-- grants whose step never came for its slot (its message lost, a publisher that died
+-- before sending it): once the reservation lapses, the step waits again, in its turn
+UPDATE slot_waits w SET granted_at = NULL, granted_slot = NULL, sent_at = NULL
+WHERE w.pool = $1 AND w.granted_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pool_slots p WHERE p.pool = w.pool
+                  AND p.reserved_for = w.step_id AND p.reserved_until >= now())
 """
 
-_SENT = "UPDATE slot_waits SET sent_at = now() WHERE step_id = ANY($1::bigint[])"
+_UNSENT = """
+-- taken for sending, so two publishers never send the same grant; one that fails puts
+-- them back (`unsend`), one that dies leaves them to `_REGRANT`
+UPDATE slot_waits w SET sent_at = now()
+FROM (SELECT step_id FROM slot_waits
+      WHERE granted_at IS NOT NULL AND sent_at IS NULL AND ($1::text IS NULL OR pool = $1)
+        AND granted_at < now() - make_interval(secs => $2)
+      ORDER BY granted_at LIMIT 500
+      FOR UPDATE SKIP LOCKED) due
+WHERE w.step_id = due.step_id
+RETURNING w.step_id, w.signature, w.granted_at
+"""
+
+_UNSEND = "UPDATE slot_waits SET sent_at = NULL WHERE step_id = ANY($1::bigint[])"
 
 _RENEW = """
 UPDATE pool_slots SET lease_expires_at = now() + make_interval(secs => $3)
@@ -154,26 +186,34 @@ async def park(
                        json.dumps(signature))  # fmt: skip
 
 
-async def grant(conn: asyncpg.Connection, *, pool: str, reserve_s: float) -> int:
+async def grant(
+    conn: asyncpg.Connection, *, pool: str, reserve_s: float, dead_after_s: float
+) -> int:
     """Hand the pool's free slots to its waiting steps (one grant at a time per pool);
-    returns how many were granted. Each slot is reserved for its step `reserve_s`."""
+    returns how many were granted. Each slot is reserved for its step `reserve_s`; a step
+    that did not come for it by then waits again. `dead_after_s`: how long a worker is
+    silent before its lapsed slots count as free."""
     async with conn.transaction():
         await conn.execute(_LOCK, pool)
-        granted: int = await conn.fetchval(_GRANT, pool, float(reserve_s))
+        await conn.execute(_REGRANT, pool)
+        granted: int = await conn.fetchval(_GRANT, pool, float(reserve_s), float(dead_after_s))
     return granted
 
 
-async def unsent(
+async def take_unsent(
     conn: asyncpg.Connection, *, pool: str | None = None, older_than_s: float = 0.0
 ) -> list[Grant]:
-    """Grants whose messages are not published yet (oldest first)."""
+    """Take the grants whose messages are not published yet (oldest first), marked sent:
+    the caller publishes them, and puts back with `unsend` those it could not."""
     rows = await conn.fetch(_UNSENT, pool, float(older_than_s))
+    rows = sorted(rows, key=lambda r: (r["granted_at"], r["step_id"]))
     return [Grant(r["step_id"], json.loads(r["signature"])) for r in rows]
 
 
-async def mark_sent(conn: asyncpg.Connection, *, step_ids: list[int]) -> None:
+async def unsend(conn: asyncpg.Connection, *, step_ids: list[int]) -> None:
+    """Grants taken for sending whose publish failed: the next hand-over sends them."""
     if step_ids:
-        await conn.execute(_SENT, step_ids)
+        await conn.execute(_UNSEND, step_ids)
 
 
 async def renew(conn: asyncpg.Connection, *, step_id: int, attempt: int, lease_s: float) -> None:

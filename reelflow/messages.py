@@ -10,10 +10,18 @@ A message that fails is rejected without requeueing (on RabbitMQ the step queues
 dead-letter it to `reelflow.dead`), logged once and counted by reason; the worker goes on.
 A message it takes is handed to Celery with what its task says its lines carry
 (`log_fields`: a step's run, step and key) bound, so Celery's `received` line names them.
+
+On Redis a message is parsed once more before that, by kombu's transport: an entry of the
+queue's list that is not JSON, or a JSON envelope kombu cannot build a message from
+(headers that are a list, no properties), raised there and stopped the worker.
+`GuardedRedisTransport` (registered for redis:// and rediss:// URLs) refuses those the
+same way, and keeps every message it refuses in the `reelflow.dead` list, as RabbitMQ
+dead-letters them.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -23,6 +31,8 @@ import structlog
 from celery.signals import task_received
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as kombu_redis
 from structlog.contextvars import bound_contextvars
 from vine import promise
 
@@ -166,6 +176,9 @@ class GuardedConsumer(Consumer):
             body=repr(message.body)[:300],
         )
         count_rejection(reason)
+        bury = getattr(message.channel, "bury", None)
+        if bury is not None:  # Redis: kept for an operator, as RabbitMQ dead-letters it
+            bury(getattr(message, "_raw", None) or message.body)
         message.reject_log_error(log, self.connection_errors, requeue=False)
 
     # Celery's own refusals: one line each (no traceback) and counted, the same way.
@@ -186,3 +199,79 @@ class GuardedConsumer(Consumer):
 def _received(sender: Any = None, **_: Any) -> None:
     if isinstance(sender, GuardedConsumer):
         sender.received_current = True
+
+
+#: How many refused messages the Redis dead-letter list keeps (the newest).
+DEAD_KEPT = 10_000
+
+
+def _envelope_problem(message: Any) -> str | None:
+    """What kombu's Redis message lacks that the worker would trip on later."""
+    properties = message.properties
+    if not isinstance(message.headers, Mapping):
+        return "headers are not a mapping"
+    if not isinstance(properties.get("delivery_tag"), str):
+        return "no delivery tag"
+    if not isinstance(properties.get("delivery_info") or {}, Mapping):
+        return "delivery_info is not a mapping"
+    return None
+
+
+class GuardedRedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, refusing a queue entry it cannot make a message of."""
+
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str | None,
+                      **kwargs: Any) -> Any:  # fmt: skip
+        consumed = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+        def guarded(raw: Any) -> Any:  # kombu's own callback, with the envelope checked
+            try:
+                message = self.Message(raw, channel=self)
+                problem = _envelope_problem(message)
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is not None:
+                return self._refuse_raw(raw, queue, problem)
+            if not no_ack:
+                self.qos.append(message, str(message.delivery_tag))
+            return callback(message)
+
+        callbacks: Any = self.connection._callbacks
+        callbacks[queue] = guarded
+        return consumed
+
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            return super()._brpop_read(**options)  # type: ignore[misc]
+        except json.JSONDecodeError as exc:  # an entry that is not JSON: no message at all
+            return self._refuse_raw(exc.doc, None, "the queue entry is not JSON")
+        except UnicodeDecodeError as exc:
+            return self._refuse_raw(exc.object, None, "the queue entry is not UTF-8")
+
+    def _refuse_raw(self, raw: Any, queue: str | None, detail: str) -> bool:
+        log.warning("message_rejected", reason="malformed", detail=detail[:300], queue=queue,
+                    body=repr(raw)[:300])  # fmt: skip
+        count_rejection("malformed")
+        self.bury(raw)
+        return True
+
+    def bury(self, raw: Any) -> None:
+        """Keep a refused message in the dead-letter list (the newest DEAD_KEPT)."""
+        from reelflow.celery_app import DEAD_LETTER
+
+        entry = raw if isinstance(raw, (str, bytes)) else json.dumps(raw, default=repr)
+        try:
+            with self.conn_or_acquire() as client:
+                client.pipeline().lpush(DEAD_LETTER, entry).ltrim(
+                    DEAD_LETTER, 0, DEAD_KEPT - 1
+                ).execute()
+        except Exception as exc:  # Redis away: the refusal stands, logged above
+            log.warning("dead_letter_failed", error=repr(exc))
+
+
+class GuardedRedisTransport(kombu_redis.Transport):
+    Channel = GuardedRedisChannel
+
+
+for _scheme in ("redis", "rediss"):
+    TRANSPORT_ALIASES[_scheme] = "reelflow.messages:GuardedRedisTransport"

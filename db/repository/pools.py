@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,13 +20,20 @@ _FREE = {
 
 
 async def sync_slots(conn: AsyncConnection, *, sizes: dict[str, int]) -> None:
-    """One row per slot of every declared pool; slots of a smaller or undeclared pool go
-    (a step holding one finishes, and gives back nothing)."""
+    """One row per slot of every declared pool. Surplus slots of a smaller or undeclared
+    pool go once free (held or reserved ones stay until the next sync after their step
+    ends). A process that declares no pools (POOLS unset: an API or a CPU worker started
+    without it) leaves the pools as they are: it is not the one that runs their steps."""
+    if not sizes:
+        return
+    surplus = [(slots.c.pool == pool) & (slots.c.slot >= size) for pool, size in sizes.items()]
     for pool, size in sizes.items():
         rows = [{"pool": pool, "slot": n} for n in range(size)]
         await conn.execute(pg_insert(slots).values(rows).on_conflict_do_nothing())
-        await conn.execute(delete(slots).where(slots.c.pool == pool, slots.c.slot >= size))
-    await conn.execute(delete(slots).where(slots.c.pool.not_in(list(sizes) or [""])))
+    idle = slots.c.holder_step_id.is_(None) & (
+        slots.c.reserved_for.is_(None) | (slots.c.reserved_until < func.now())
+    )
+    await conn.execute(delete(slots).where(idle, or_(slots.c.pool.not_in(list(sizes)), *surplus)))
 
 
 async def release_run(conn: AsyncConnection, *, run_id: uuid.UUID) -> list[str]:

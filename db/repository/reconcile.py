@@ -88,8 +88,9 @@ async def dead_running_steps(
 async def stalled_runs(
     conn: AsyncConnection, *, stall_after_s: float, limit: int = 100
 ) -> list[RunRecord]:
-    """Running runs where nothing moved for `stall_after_s` and no step is running: their
-    next message may have been lost (a broker that forgot its queues)."""
+    """Running runs where nothing moved for `stall_after_s`, no step is running and none
+    waits for a pool's slot (that wait is in PostgreSQL, and the pools' hand-over serves
+    it): their next message may have been lost (a broker that forgot its queues)."""
     rows = await conn.execute(
         text(
             f"""
@@ -101,6 +102,9 @@ async def stalled_runs(
                   WHERE s.run_id = r.id
                     AND (s.status = '{_RUNNING}'
                          OR s.updated_at > now() - make_interval(secs => :after)))
+              AND NOT EXISTS (
+                  SELECT 1 FROM slot_waits w
+                  WHERE w.run_id = r.id AND w.generation = r.generation)
             ORDER BY r.updated_at
             LIMIT :limit
             """

@@ -84,20 +84,23 @@ def wait_for_slot(task: Task[Any, Any], pool: str, *, step_id: int, run_id: Any,
 def hand_over(pool: str | None = None, *, older_than_s: float = 0.0) -> int:
     """Grant the free slots of `pool` (every declared pool: None) and publish the granted
     steps' messages; returns how many messages went out."""
-    names = [pool] if pool else list(get_settings().pool_sizes())
+    settings = get_settings()
+    names = [pool] if pool else list(settings.pool_sizes())
     for name in names:
-        bridge.run_db(pools.grant, pool=name, reserve_s=RESERVE_S)
+        bridge.run_db(pools.grant, pool=name, reserve_s=RESERVE_S,
+                      dead_after_s=settings.worker_dead_after_seconds)  # fmt: skip
     sent = 0
     for name in names:
-        for grant in bridge.run_db(pools.unsent, pool=name, older_than_s=older_than_s):
+        grants = bridge.run_db(pools.take_unsent, pool=name, older_than_s=older_than_s)
+        for n, grant in enumerate(grants):
             try:
                 sig = maybe_signature(grant.signature, app=app)
                 assert sig is not None
                 sig.apply_async()
             except Exception as exc:  # the broker is away: maintenance publishes it later
                 log.warning("slot_grant_not_published", pool=name, error=repr(exc))
+                bridge.run_db(pools.unsend, step_ids=[g.step_id for g in grants[n:]])
                 break
-            bridge.run_db(pools.mark_sent, step_ids=[grant.step_id])
             sent += 1
     return sent
 

@@ -1,7 +1,8 @@
 """Messages nobody should have sent: a worker refuses them (rejected without requeueing,
-dead-lettered on RabbitMQ, counted, logged once) and keeps serving; messages that parse
-but name an unknown run, key, map or generation change nothing; a run fails only for a
-failure of one of its own steps. On Redis and on RabbitMQ."""
+dead-lettered on RabbitMQ, kept in a list on Redis, counted, logged once) and keeps
+serving, whether Celery or kombu's Redis transport could not parse them; messages that
+parse but name an unknown run, key, map or generation change nothing; a run fails only
+for a failure of one of its own steps. On Redis and on RabbitMQ."""
 
 from __future__ import annotations
 
@@ -80,8 +81,7 @@ def _dead_letters(broker: str) -> int:
 async def test_poison_messages_are_refused_and_the_worker_keeps_serving(
     worker: WorkerProcess, broker_url: str
 ) -> None:
-    amqp = broker_url.startswith("amqp")
-    dead_before = _dead_letters(broker_url) if amqp else 0
+    dead_before = _dead_letters(broker_url)
     rejected_before = sum((await counter_values("messages_rejected")).values())
     for _what, body, headers, options in POISON:
         _publish(broker_url, body, headers, **options)
@@ -105,9 +105,67 @@ async def test_poison_messages_are_refused_and_the_worker_keeps_serving(
     refusals = [line for line in lines if line.get("event") == "message_rejected"]
     assert len(refusals) >= len(POISON)
     assert not [line for line in lines if line.get("level") == "critical"], worker.tail()
-    # ... and on RabbitMQ dead-lettered for an operator to read.
-    if amqp:
-        assert _dead_letters(broker_url) - dead_before == len(POISON)
+    # ... and kept for an operator to read: dead-lettered on RabbitMQ, listed on Redis.
+    assert _dead_letters(broker_url) - dead_before == len(POISON)
+
+
+def _envelope(headers: Any = None, **changes: Any) -> str:
+    """A Redis queue entry as kombu writes one, with `changes` made to it."""
+    entry: dict[str, Any] = {
+        "body": json.dumps([[str(uuid.uuid4()), "a", 0], {}, {}]),
+        "content-encoding": "utf-8", "content-type": "application/json",
+        "headers": _headers() if headers is None else headers,
+        "properties": {"delivery_tag": str(uuid.uuid4()), "body_encoding": "utf-8",
+                       "delivery_info": {"exchange": "", "routing_key": "default"},
+                       "priority": 0},
+    }  # fmt: skip
+    entry.update(changes)
+    return json.dumps(entry)
+
+
+#: Queue entries kombu's Redis transport itself could not make a message of.
+RAW_POISON = [
+    "not json",
+    b"\xff\xfe not utf-8",
+    json.dumps([1, 2]),
+    _envelope(headers=[1, 2]),
+    _envelope(headers="a string"),
+    _envelope(properties=None),
+    _envelope(properties={"body_encoding": "utf-8"}),
+    _envelope(properties={"delivery_tag": ["x"], "body_encoding": "utf-8"}),
+    _envelope(body="%%% not base64", properties={"delivery_tag": "t", "body_encoding": "base64"}),
+]
+
+
+async def test_redis_entries_that_are_no_message_are_refused_and_kept(
+    worker: WorkerProcess, broker_url: str
+) -> None:
+    if broker_url.startswith("amqp"):
+        pytest.skip("entries of a Redis list: RabbitMQ's client parses its own frames")
+    import redis
+
+    from reelflow.celery_app import app
+
+    client = redis.Redis.from_url(broker_url)
+    dead_before = _dead_letters(broker_url)
+    rejected_before = sum((await counter_values("messages_rejected")).values())
+    for entry in RAW_POISON:
+        client.lpush(app.amqp.queues["default"].name, entry)
+    run_id = (await start_run("probe", {"width": 2})).run.id
+    run = await wait_run(run_id, worker=worker, timeout=60)
+    assert run.status is RunStatus.SUCCEEDED, (run.error, worker.tail())
+    assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
+    for _ in range(100):
+        rejected = sum((await counter_values("messages_rejected")).values())
+        if rejected - rejected_before >= len(RAW_POISON):
+            break
+        await asyncio.sleep(0.1)
+    assert rejected - rejected_before == len(RAW_POISON), worker.tail()
+    assert _dead_letters(broker_url) - dead_before == len(RAW_POISON)
+    lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.strip()]
+    assert not [line for line in lines if line.get("level") in ("critical", "error")], [
+        line for line in lines if line.get("level") in ("critical", "error")
+    ]
 
 
 async def test_wellformed_messages_that_name_nothing_change_nothing(
