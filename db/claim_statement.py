@@ -89,6 +89,9 @@ WITH cur AS (
     FROM step_results c, cur, keyed
     WHERE keyed.input_key IS NOT NULL AND keyed.may_reuse AND c.workflow = cur.workflow
       AND c.step = cur.step AND c.input_key = keyed.input_key
+    -- held until the claim commits its refs: a prune deleting the result waits, and
+    -- then sees the refs and keeps the files (or this claim finds it gone and runs)
+    FOR KEY SHARE OF c
 ), elsewhere AS (
     -- the same key being computed right now by another live attempt: wait for its result
     SELECT 1 FROM step_runs o

@@ -68,12 +68,18 @@ async def key_rows(
 async def find_result(
     conn: AsyncConnection, *, workflow: str, step: str, input_key: str
 ) -> Result | None:
-    """The succeeded result of this key, if any run of the workflow produced one."""
-    stmt = select(results).where(
-        results.c.workflow == workflow,
-        results.c.step == step,
-        results.c.input_key == input_key,
-        results.c.state == "succeeded",
+    """The succeeded result of this key, if any run of the workflow produced one, locked
+    (key share) until the transaction ends: a prune deleting it waits for the reuse to
+    commit its refs, so the files it references are kept."""
+    stmt = (
+        select(results)
+        .where(
+            results.c.workflow == workflow,
+            results.c.step == step,
+            results.c.input_key == input_key,
+            results.c.state == "succeeded",
+        )
+        .with_for_update(read=True, key_share=True)
     )
     row = (await conn.execute(stmt)).one_or_none()
     if row is None:

@@ -87,28 +87,23 @@ async def prune_run(
     ).scalar_one()
     # Files other runs still use (they reused its results) stay; files of runs pruned
     # before that only this run still used go with it. Cached results referring to a file
-    # that goes are dropped in the same transaction: nothing reuses what is deleted.
-    shared = await conn.execute(
-        text(
-            "SELECT DISTINCT r.artifact_key, (r.artifact_key LIKE :prefix || '%') AS own"
-            " FROM artifact_refs r WHERE r.run_id = :r AND EXISTS (SELECT 1 FROM artifact_refs o"
-            " WHERE o.artifact_key = r.artifact_key AND o.run_id <> :r)"
-        ),
-        {"r": run_id, "prefix": prefix},
-    )
-    kept = {row.artifact_key for row in shared}
+    # that goes are deleted first: that waits for any reuse of them in flight (it holds
+    # them key-share locked until it commits its refs), and a reuse after it finds none.
+    # Only then is it decided what stays, seeing the refs those reuses committed.
     mine = await conn.execute(select(refs.c.artifact_key).where(refs.c.run_id == run_id))
     # An uploaded asset an output passes on is the asset's to delete (prune_assets), not
     # the run's: its row may outlive every run that read it.
     used = {row.artifact_key for row in mine if not row.artifact_key.startswith(ASSET_PREFIX)}
-    going = sorted(used - kept)
-    keep_here = sorted(k for k in kept if k.startswith(prefix))
-    others = [k for k in going if not k.startswith(prefix)]
+    going = sorted(used - await _shared(conn, run_id=run_id))
     if going:
         await conn.execute(
             text("DELETE FROM step_results WHERE artifacts ?| CAST(:going AS text[])"),
             {"going": going},
         )
+    kept = await _shared(conn, run_id=run_id)
+    going = sorted(used - kept)
+    keep_here = sorted(k for k in kept if k.startswith(prefix))
+    others = [k for k in going if not k.startswith(prefix)]
     await conn.execute(delete(runs).where(runs.c.id == run_id))
     deletion_id = (
         await conn.execute(
@@ -118,6 +113,19 @@ async def prune_run(
         )
     ).scalar_one()
     return PrunedRun(run_id, int(n_steps), int(n_attempts), int(deletion_id))
+
+
+async def _shared(conn: AsyncConnection, *, run_id: uuid.UUID) -> set[str]:
+    """The files the run uses that another run uses too."""
+    rows = await conn.execute(
+        text(
+            "SELECT DISTINCT r.artifact_key FROM artifact_refs r WHERE r.run_id = :r"
+            " AND EXISTS (SELECT 1 FROM artifact_refs o"
+            " WHERE o.artifact_key = r.artifact_key AND o.run_id <> :r)"
+        ),
+        {"r": run_id},
+    )
+    return {row.artifact_key for row in rows}
 
 
 async def pending_deletions(conn: AsyncConnection, *, limit: int = 1000) -> list[Deletion]:

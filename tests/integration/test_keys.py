@@ -1,7 +1,8 @@
 """Input keys against real PostgreSQL, Redis and workers: the key the claim computes in SQL
 is the key Python computes from the same digests; a deploy that changes a step's module
 reuses nothing; two executions of one key at once compute it once; a miss says what
-changed; a run that reused another's files keeps them when that run is pruned."""
+changed; a run that reused another's files keeps them when that run is pruned, even when
+the reuse races the prune."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from db import repository as repo
+from db.engine import get_engine
 from db.states import RunStatus, StepStatus
 from steps.engine import keys
 from tests.support import (
@@ -239,3 +243,52 @@ async def test_pruning_the_run_that_produced_a_result_keeps_the_files_others_reu
     assert (await wait_run(fresh, worker=keyed_worker)).status is RunStatus.SUCCEEDED
     # keyed_one's result has no files: it stands; keyed_two's went with its file
     assert await _attempts(fresh) == {"keyed_one": 0, "keyed_two": 1}
+
+
+async def _waiting_on_a_lock(pattern: str) -> bool:
+    async with get_engine().connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE :pattern"
+            ),
+            {"pattern": pattern},
+        )
+        return found.first() is not None
+
+
+async def test_a_reuse_in_flight_when_prune_decides_keeps_its_files(
+    stack: dict[str, str], keyed_worker: WorkerProcess
+) -> None:
+    """A reuse has read the producer's result but not yet committed its refs when prune
+    of the producer decides which files go: prune waits for it, then keeps the file."""
+    producer = _start(stack, n=11, label="racing")
+    assert (await wait_run(producer, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    user = _start(stack, n=12, label="racing")  # any other run: it will refer to the file
+    assert (await wait_run(user, worker=keyed_worker)).status is RunStatus.SUCCEEDED
+    two = (await step_rows(producer))["keyed_two"]
+    blob = two.output["blob"]
+    await asyncio.sleep(0.05)
+    async with get_engine().begin() as reusing:
+        found = await repo.find_result(
+            reusing, workflow="keyed", step="keyed_two", input_key=two.input_key or ""
+        )
+        assert found is not None and blob["key"] in found.artifacts
+        pruning = asyncio.create_task(
+            retention.prune_selected([producer], before=datetime.now(UTC), older_than="0s")
+        )
+        for _ in range(200):  # until prune waits for this reuse (or, unguarded, is done)
+            if pruning.done() or await _waiting_on_a_lock("DELETE FROM step_results%"):
+                break
+            await asyncio.sleep(0.05)
+        await repo.add_refs(reusing, run_id=user, keys=found.artifacts)
+    report = await pruning
+    assert report.runs == 1
+    assert Path(blob["path"]).read_text() == "12"  # the reuse that won the race has it
+    async with get_engine().connect() as conn:  # and the cache no longer offers it
+        assert (
+            await repo.find_result(
+                conn, workflow="keyed", step="keyed_two", input_key=two.input_key or ""
+            )
+            is None
+        )
