@@ -15,14 +15,10 @@ from celery import Celery
 from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
-from reelflow import messages  # noqa: F401  (registers the guarded Redis transport)
+from reelflow.messages import DEAD_LETTER  # importing it registers the guarded transport
 from reelflow.settings import get_settings
 
 QUEUES = ("default", "gpu")
-#: The exchange and queue the step queues dead-letter into (RabbitMQ), and the list a
-#: worker keeps what it refused in (Redis): messages refused by `reelflow.messages`, kept
-#: for an operator to read.
-DEAD_LETTER = "reelflow.dead"
 
 #: The worker's side: its lifecycle (every signal it answers) and `inspect steps`.
 WORKER_MODULES = ["workflows.worker.lifecycle", "workflows.worker.inspect"]

@@ -86,7 +86,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     root.handlers = [handler]
     root.setLevel(level)
     logging.captureWarnings(True)  # Python warnings too, as `py.warnings` lines
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "alembic"):
+    for name in _LIBRARIES:
         library = logging.getLogger(name)
         library.handlers, library.propagate = [], True  # their lines through the same handler
     structlog.configure(
@@ -98,6 +98,13 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     _route_uncaught_exceptions()
     _configured = True
 
+
+#: Libraries that may install handlers of their own (which would write past the redactor):
+#: their lines go through the root's handler instead. billiard logs as `multiprocessing`.
+_LIBRARIES = (
+    "uvicorn", "uvicorn.error", "uvicorn.access", "celery", "alembic", "kombu", "amqp",
+    "multiprocessing", "billiard", "sqlalchemy", "sqlalchemy.engine", "botocore", "py.warnings",
+)  # fmt: skip
 
 #: What a chord member ends with when its run recorded why: a failure for good, a revoke.
 _EXPECTED = (StepFailed.__name__, "TaskRevokedError")

@@ -201,6 +201,9 @@ def _received(sender: Any = None, **_: Any) -> None:
         sender.received_current = True
 
 
+#: The exchange and queue the step queues dead-letter into (RabbitMQ), and the list a
+#: worker keeps what it refused in (Redis): refused messages, kept for an operator to read.
+DEAD_LETTER = "reelflow.dead"
 #: How many refused messages the Redis dead-letter list keeps (the newest).
 DEAD_KEPT = 10_000
 
@@ -257,8 +260,6 @@ class GuardedRedisChannel(kombu_redis.Channel):
 
     def bury(self, raw: Any) -> None:
         """Keep a refused message in the dead-letter list (the newest DEAD_KEPT)."""
-        from reelflow.celery_app import DEAD_LETTER
-
         entry = raw if isinstance(raw, (str, bytes)) else json.dumps(raw, default=repr)
         try:
             with self.conn_or_acquire() as client:

@@ -33,8 +33,16 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # scheme://user:password@host -> scheme://user:***@host
     (re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]*:)[^\s@/'\"]+@"),
      rf"\g<head>{MASK}@"),
-    # Authorization headers in any spelling: Bearer/Basic/Token credentials
-    (re.compile(r"(?P<head>\b(?:Bearer|Basic|Token|Digest)\s+)[A-Za-z0-9._~+/=:-]{4,}"),
+    # an Authorization header's whole value, whatever its scheme and case
+    (re.compile(
+        r"(?P<head>\b(?:proxy-)?authorization['\"]?\s*[:=]\s*(?:b?['\"])?)"
+        r"(?P<value>[^'\",;)}\]&\r\n]+)",
+        re.IGNORECASE,
+    ), rf"\g<head>{MASK}"),
+    # credentials after their scheme: Bearer in any case (HTTP schemes are
+    # case-insensitive); Basic/Token/Digest capitalised, as prose rarely writes them
+    (re.compile(r"(?P<head>\b(?i:bearer)\s+)[A-Za-z0-9._~+/=:-]{4,}"), rf"\g<head>{MASK}"),
+    (re.compile(r"(?P<head>\b(?:Basic|Token|Digest|BASIC|TOKEN|DIGEST)\s+)[A-Za-z0-9._~+/=:-]{4,}"),
      rf"\g<head>{MASK}"),
     # name=value, name: value, 'name': 'value', "name": "value", name='value'
     (re.compile(

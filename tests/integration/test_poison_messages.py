@@ -73,7 +73,7 @@ POISON: list[tuple[str, Any, dict[str, Any], dict[str, Any]]] = [
 
 def _dead_letters(broker: str) -> int:
     from reelflow import broker as probe
-    from reelflow.celery_app import DEAD_LETTER
+    from reelflow.messages import DEAD_LETTER
 
     return probe.queue_depths((DEAD_LETTER,))[DEAD_LETTER]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,12 @@ redact = Redactor([SECRET, "abc"])  # 3 characters: too short to mask anywhere
         "password=hunter2hunter2 host=db",
         f"connect failed: {SECRET}",
         "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG",
+        "authorization: bearer eyJhbGciOiJIUzI1NiJ9.payload.sig",
+        "AUTHORIZATION: BEARER eyJhbGciOiJIUzI1NiJ9.payload.sig",
+        "authorization: Negotiate s3cr3t-kerberos-blob",
+        "{'authorization': 'token s3cr3t-value'}",
+        "Proxy-Authorization: basic dXNlcjpwYXNzd29yZA==",
+        "sent header bearer tok-123456 upstream",
     ],
 )
 def test_secret_shapes_are_masked(text: str) -> None:
@@ -107,6 +114,8 @@ def test_a_logged_exception_carries_no_locals_and_no_secret(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = Settings(log_format="json", api_token=f"tok-{SECRET}")  # type: ignore[arg-type]
+    # a library that installed a handler of its own before (billiard's "multiprocessing")
+    logging.getLogger("multiprocessing").addHandler(logging.StreamHandler(sys.stderr))
     configure_logging(settings, force=True)
     try:
         connect_args = {"password": SECRET, "dsn": f"postgresql://u:{SECRET}@h/db"}  # noqa: F841
@@ -115,8 +124,10 @@ def test_a_logged_exception_carries_no_locals_and_no_secret(
         structlog.get_logger("t").exception("failed", token=f"tok-{SECRET}")
         logging.getLogger("celery.worker").error("Celery's line: %s", f"tok-{SECRET}",
                                                  exc_info=True)  # fmt: skip
+    logging.getLogger("multiprocessing").warning("child says tok-%s", SECRET)
     err = capsys.readouterr().err
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines.pop()["event"] == "child says ***"  # through the redactor, once
     assert len(lines) == 2 and all("exception" in line for line in lines)
     assert SECRET not in err and '"locals"' not in err
 
