@@ -51,6 +51,8 @@ def _close_celery_clients() -> None:
 
     from reelflow.celery_app import app
 
+    if not app.configured:  # nothing in this process used it: nothing to close
+        return
     gc.collect()  # AsyncResult.__del__ unsubscribes over Redis: let it happen while Redis runs
     consumer = getattr(app.backend, "result_consumer", None)
     if consumer is not None and getattr(consumer, "_pubsub", None) is not None:

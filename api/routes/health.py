@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from api.metrics import Connections, Snapshot
-from api.problems import documented
+from api.problems import RETRY_OUTAGE_S, documented
 from api.schemas import CheckOut, ConnectionsOut, HealthOut, ProbeOut, WorkersOut
 from db import repository as repo
 from db.engine import get_engine, pool_usage
@@ -69,6 +69,10 @@ def _connections() -> ConnectionsOut:
     return ConnectionsOut(pid=os.getpid(), pooler=pooler, **asdict(pool_usage()))
 
 
+#: An unready or unhealthy answer says when to look again, as every 503 of the API does.
+_RETRY = {"Retry-After": str(RETRY_OUTAGE_S)}
+
+
 @router.get("/livez", response_model=ProbeOut, response_model_exclude_none=True)
 async def livez() -> ProbeOut:
     """Liveness: the process answers. No I/O, so a database blip never restarts the API."""
@@ -81,7 +85,8 @@ async def readyz() -> JSONResponse:
     database, broker = await asyncio.gather(_database(0.5), _broker(0.5))
     ok = database.ok and broker.ok
     body = ProbeOut(status="ok" if ok else "unavailable", database=database, broker=broker)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503,
+                        headers=None if ok else _RETRY)  # fmt: skip
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
@@ -94,7 +99,8 @@ async def health() -> JSONResponse:
         status="ok" if ok else "unhealthy", database=database, broker=broker, workers=workers,
         connections=_connections(),
     )  # fmt: skip
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503,
+                        headers=None if ok else _RETRY)  # fmt: skip
 
 
 async def _queue_depth() -> dict[str, int]:

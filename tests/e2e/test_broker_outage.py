@@ -60,7 +60,9 @@ def test_broker_outage_accepts_the_run_and_dispatches_it_when_the_broker_returns
     assert health.status_code == 503 and health.json()["broker"]["ok"] is False
     assert health.json()["status"] == "unhealthy" and health.json()["database"]["ok"] is True
     assert health.json()["workers"]["ok"] is True  # alive: they beat into PostgreSQL
-    assert client.get("/readyz").status_code == 503
+    assert health.headers["Retry-After"] == "5"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
     assert client.get("/livez").status_code == 200
 
     kept = client.get("/runs", params={"status": "pending"}).json()["items"]
