@@ -28,11 +28,23 @@ def run_cmd(
     cache: Annotated[
         bool, typer.Option(help="--no-cache: every step runs afresh, reusing no earlier result")
     ] = True,
+    priority: Annotated[
+        int, typer.Option(min=0, max=9, help="0-9: a pool's free slot goes to the highest first")
+    ] = 5,
+    tenant: Annotated[
+        str, typer.Option(help="who the run is for: slots go round-robin across tenants")
+    ] = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Start a run."""
+    import re
+
     from api.schemas import RunOut
+    from api.schemas.runs import TENANT_PATTERN
     from workflows.runs.operations import start_run
+
+    if not re.fullmatch(TENANT_PATTERN, tenant):
+        raise CliError(f"--tenant takes 1-100 of A-Z a-z 0-9 . _ -, got {tenant!r}")
 
     params = dict(parse_param(p) for p in param or [])
     faults = {}
@@ -48,6 +60,8 @@ def run_cmd(
             faults=faults,
             actor="cli",
             cache=cache,
+            priority=priority,
+            tenant=tenant,
         )
     )
     run_id = result.run.id

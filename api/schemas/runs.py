@@ -46,6 +46,10 @@ def _integral(value: Any) -> Any:
 JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
 
 
+#: What a tenant name may be (1-100 of these characters): it becomes a metric label.
+TENANT_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
+
+
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,7 +62,7 @@ class RunCreate(BaseModel):
         None,
         min_length=1,
         max_length=100,
-        pattern=r"^[A-Za-z0-9._-]+$",
+        pattern=TENANT_PATTERN,
         description="who the run is for (slots go round-robin across tenants); default: the"
         " token's name, or `default`",
         examples=["team-a"],

@@ -110,6 +110,9 @@ def test_fail_inspect_resume_retry_through_the_cli(env: dict[str, str]) -> None:
         (["runs", "--status", "sideways"], "unknown status"),
         (["frobnicate"], "No such command"),
         (["history", "00000000-0000-0000-0000-000000000000", "a"], "no run"),
+        (["run", "probe", "--priority", "12"], "priority"),
+        (["run", "probe", "--tenant", "team a"], "--tenant"),
+        (["run", "probe", "--tenant", "t" * 101], "--tenant"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(
@@ -120,6 +123,14 @@ def test_bad_input_is_one_line_and_nonzero(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_run_started_from_the_cli_has_its_priority_and_tenant(env: dict[str, str]) -> None:
+    done = cli(env, "run", "probe", "-p", "width=1", "--priority", "9", "--tenant", "team-b",
+               "--json")  # fmt: skip
+    run = json.loads(done.stdout)
+    assert (run["priority"], run["tenant"]) == (9, "team-b")
+    assert (show(env, run["id"])["priority"], show(env, run["id"])["tenant"]) == (9, "team-b")
 
 
 def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: WorkerProcess) -> None:
