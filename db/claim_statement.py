@@ -118,7 +118,7 @@ WITH cur AS (
     SET status = '{_S.SUCCEEDED}', output = hit.output, output_digest = hit.output_digest,
         input_key = keyed.input_key, key_parts = hit.key_parts, force_rerun = false,
         reused_from = jsonb_build_object('run_id', hit.run_id, 'key', hit.step_key,
-                                         'attempt', hit.attempt),
+                                         'step_key', hit.step_key, 'attempt', hit.attempt),
         lease_owner = NULL, lease_worker = NULL, lease_expires_at = NULL, error = NULL,
         celery_task_id = $6, started_at = now(), finished_at = now(), updated_at = now()
     FROM takeable, hit, keyed
@@ -214,8 +214,8 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
            AND NOT EXISTS (SELECT 1 FROM elsewhere) AND NOT EXISTS (SELECT 1 FROM slot)
            AS no_slot,
        (SELECT slot FROM slot) AS slot, cur.priority, cur.tenant,
-       (SELECT jsonb_build_object('run_id', run_id, 'key', step_key, 'attempt', attempt)
-        FROM hit) AS reused_from,
+       (SELECT jsonb_build_object('run_id', run_id, 'key', step_key, 'step_key', step_key,
+                                  'attempt', attempt) FROM hit) AS reused_from,
        keyed.input_key, keyed.parts AS key_parts,
        cur.previous_parts,  -- what a miss is compared with: the step's last key
        cur.workflow,

@@ -172,7 +172,8 @@ class StepOut(BaseModel):
     )
     reused_from: dict[str, Any] | None = Field(
         None,
-        description="where its output came from when it did not run: {run_id, key, attempt},"
+        description="where its output came from when it did not run: {run_id, step_key,"
+        " attempt} (`key` too, the same as step_key),"
         " or {revision} for an output a revision replaced",
     )
     progress: dict[str, int] | None = Field(

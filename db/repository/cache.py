@@ -46,7 +46,9 @@ class Result:
 
     @property
     def origin(self) -> dict[str, Any]:
-        return {"run_id": str(self.run_id), "key": self.step_key, "attempt": self.attempt}
+        # `key` as step rows name it; `step_key` as the API's readers may look for it
+        return {"run_id": str(self.run_id), "key": self.step_key, "step_key": self.step_key,
+                "attempt": self.attempt}  # fmt: skip
 
 
 async def key_rows(

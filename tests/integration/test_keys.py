@@ -162,7 +162,9 @@ async def test_a_deploy_that_changes_a_steps_module_reuses_nothing(
     again = _start(stack, n=7)  # the same code and params: everything reused at dispatch
     assert (await wait_run(again, timeout=30)).status is RunStatus.SUCCEEDED
     assert await _attempts(again) == {"keyed_one": 0, "keyed_two": 0}
-    assert (await step_rows(again))["keyed_two"].reused_from["run_id"] == str(first)
+    origin = (await step_rows(again))["keyed_two"].reused_from
+    assert origin["run_id"] == str(first) and origin["step_key"] == "keyed_two"
+    assert origin["attempt"] == 1
 
     keyed_worker.stop()  # a deploy: the module changes, the workers restart
     (code / f"{MODULE}.py").write_text(SOURCE.replace("# MARK", "# MARK: deployed again"))
