@@ -134,24 +134,29 @@ def test_a_run_started_from_the_cli_has_its_priority_and_tenant(env: dict[str, s
 
 
 def test_inspect_steps_shows_the_running_step(env: dict[str, str], worker: WorkerProcess) -> None:
+    # Steps long enough that three `celery inspect` start-ups on a loaded machine still
+    # find one running; the run is cancelled at the end, so it holds no worker after.
     started = json.loads(
-        cli(env, "run", "probe", "-p", "sleep_ms=9000", "-p", "width=1", "--json").stdout
+        cli(env, "run", "probe", "-p", "sleep_ms=10000", "-p", "width=1", "--json").stdout
     )
     run_id = started["id"]
-    deadline = time.monotonic() + 60
-    while show(env, run_id)["steps"][0]["status"] in ("pending", "queued"):
-        assert time.monotonic() < deadline, "the first step never started"
-        time.sleep(0.1)
-    for _ in range(3):  # a reply that fell between two steps (or a slow start) asks again
-        done = inspect(env, worker, "steps")
-        assert done.returncode == 0, done.stderr
-        running = json.loads(done.stdout)[worker.name]
-        if running:
-            break
-    # Whichever step of the run is running by the time `celery` has started up.
-    assert running[0]["run_id"] == run_id and running[0]["step_key"], running
-    assert running[0]["attempt"] == 1 and running[0]["started_at"]
-    assert run_id in inspect(env, worker, "active").stdout
+    try:
+        deadline = time.monotonic() + 60
+        while show(env, run_id)["steps"][0]["status"] in ("pending", "queued"):
+            assert time.monotonic() < deadline, "the first step never started"
+            time.sleep(0.1)
+        for _ in range(3):  # a reply that fell between two steps (or a slow start) asks again
+            done = inspect(env, worker, "steps")
+            assert done.returncode == 0, done.stderr
+            running = json.loads(done.stdout)[worker.name]
+            if running:
+                break
+        # Whichever step of the run is running by the time `celery` has started up.
+        assert running[0]["run_id"] == run_id and running[0]["step_key"], running
+        assert running[0]["attempt"] == 1 and running[0]["started_at"]
+        assert run_id in inspect(env, worker, "active").stdout
+    finally:
+        cli(env, "cancel", run_id, ok=False)
 
 
 def inspect(
