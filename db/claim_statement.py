@@ -239,3 +239,13 @@ SELECT cur.id, cur.status, cur.run_status, cur.generation, cur.ready, cur.max_at
        ) END AS inputs
 FROM cur, keyed
 """
+
+#: Taken (until the claim's transaction ends) before a claim that may reuse: executions
+#: of one step with the same params and item, whose input keys may be equal, claim one at
+#: a time. $1 run, $2 key.
+KEY_LOCK = """
+SELECT pg_advisory_xact_lock(hashtextextended(concat_ws('/', 'reelflow.key', r.workflow,
+           s.step, coalesce(s.item_digest, ''), coalesce(r.param_digests ->> s.step, '')), 0))
+FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
+WHERE s.run_id = $1 AND s.key = $2
+"""

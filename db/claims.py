@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from db.claim_statement import CLAIM
+from db.claim_statement import CLAIM, KEY_LOCK
 from db.states import (
     RUN_CLAIMABLE,
     STEP_CLAIMABLE,
@@ -107,11 +107,18 @@ async def claim(
     long the message waited to be taken (seconds, as the worker measured it); the attempt
     records when it was enqueued in the database's clock, so `started_at - enqueued_at`
     is that wait whatever the clocks of the database and the sender say."""
-    row = await conn.fetchrow(
-        CLAIM, run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
-        steal_from or "", mapped_deps, generation, worker_id or "", float(worker_dead_after),
-        wants_params, code_version or "", pool or "", queued_for,
-    )  # fmt: skip
+    args = (run_id, key, deps, owner, hostname, task_id, queue, float(lease_seconds),
+            steal_from or "", mapped_deps, generation, worker_id or "", float(worker_dead_after),
+            wants_params, code_version or "", pool or "", queued_for)  # fmt: skip
+    if code_version:
+        # Executions that may share an input key take their claims one at a time, and the
+        # claim reads in a statement of its own after the lock: one that committed a
+        # moment ago as computing the key is seen (AWAITING), never computed twice.
+        async with conn.transaction():
+            await conn.execute(KEY_LOCK, run_id, key)
+            row = await conn.fetchrow(CLAIM, *args)
+    else:
+        row = await conn.fetchrow(CLAIM, *args)
     if row is None:
         return Claim(ClaimOutcome.NOT_RUNNABLE)
     status, run_status = StepStatus(row["status"]), RunStatus(row["run_status"])

@@ -1,5 +1,6 @@
 """The claim and the pools' statements under races, against real PostgreSQL and no worker:
-two deliveries of one step claiming at once, a slot whose holder's lease lapsed while its
+two deliveries of one step claiming at once, two runs' executions of one input key
+claiming at once, a slot whose holder's lease lapsed while its
 worker lives, grants taken by two publishers, a grant whose message was lost, a process
 started without POOLS, and a run parked for a slot that the reconciler must leave alone."""
 
@@ -99,6 +100,36 @@ async def test_two_deliveries_claiming_at_once_take_one_attempt_and_one_slot(
     assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "running")]
     held = [s for s in await _slots(first) if s["holder_step_id"] is not None]
     assert [(s["holder_step_id"], s["holder_attempt"]) for s in held] == [(won.step_id, 1)]
+
+
+async def test_two_executions_of_one_key_claiming_at_once_compute_it_once(
+    conns: list[asyncpg.Connection],
+) -> None:
+    """Two identical runs: the second's claim comes while the first's has not committed.
+    It waits for it and then sees the key being computed (AWAITING), instead of reading
+    from before and computing the same key a second time."""
+    first, second = conns
+    async with get_engine().begin() as conn:
+        await repo.sync_slots(conn, sizes={"gpu": 2})
+    run_a, gen_a = await _ready_hold(first)
+    run_b, gen_b = await _ready_hold(first)
+    tx = first.transaction()
+    await tx.start()
+    won = await claim(first, **_claim_kw(run_a, gen_a, "one", code_version="v1"))
+    assert won.outcome is ClaimOutcome.CLAIMED and won.input_key
+    racing = asyncio.create_task(claim(second, **_claim_kw(run_b, gen_b, "two", code_version="v1")))
+    await asyncio.sleep(0.5)
+    await tx.commit()
+    other = await racing
+    assert other.outcome is ClaimOutcome.AWAITING, other
+    assert other.input_key == won.input_key
+    assert (
+        await first.fetchval(
+            "SELECT count(*) FROM step_attempts WHERE step_key = 'hold' AND run_id = ANY($1)",
+            [run_a, run_b],
+        )
+        == 1
+    )
 
 
 async def test_a_live_workers_lapsed_slot_is_not_given_to_another_step(
