@@ -138,21 +138,33 @@ UPDATE pool_slots SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE holder_step_id = $1 AND holder_attempt = $2
 """
 
+_ENDED_HOLDER = """p.holder_step_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM step_runs s WHERE s.id = p.holder_step_id AND s.status = 'running'
+      AND s.attempts = p.holder_attempt)"""
+
 _TIDY = """
--- waits whose step no longer waits (cancelled, reset, gone) and slots whose holder ended
-WITH gone AS (
-    DELETE FROM slot_waits w WHERE NOT EXISTS (
-        SELECT 1 FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
-        WHERE s.id = w.step_id AND s.status IN ('pending', 'queued', 'retrying')
-          AND r.generation = w.generation)
-    RETURNING 1
-)
+-- waits whose step no longer waits (cancelled, reset, gone)
+DELETE FROM slot_waits w WHERE NOT EXISTS (
+    SELECT 1 FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
+    WHERE s.id = w.step_id AND s.status IN ('pending', 'queued', 'retrying')
+      AND r.generation = w.generation)
+"""
+
+# Slots whose holder ended, in two statements: first lock them (skipping any a claim is
+# taking now), then free those still ended, read after the locks. One statement would
+# judge a slot a claim took meanwhile by a read from before that claim, and free it
+# under its new, running holder.
+_ENDED = f"""
+SELECT p.pool, p.slot FROM pool_slots p WHERE {_ENDED_HOLDER}
+ORDER BY p.pool, p.slot FOR UPDATE OF p SKIP LOCKED
+"""
+
+_FREE_ENDED = f"""
 UPDATE pool_slots p SET holder_step_id = NULL, holder_attempt = NULL, holder_run_id = NULL,
     holder_key = NULL, holder_worker = NULL, tenant = NULL, since = NULL,
     lease_expires_at = NULL
-WHERE p.holder_step_id IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM step_runs s WHERE s.id = p.holder_step_id AND s.status = 'running'
-      AND s.attempts = p.holder_attempt)
+FROM unnest($1::text[], $2::int[]) AS e(pool, slot)
+WHERE p.pool = e.pool AND p.slot = e.slot AND {_ENDED_HOLDER}
 """
 
 _UNRESERVE = """
@@ -227,4 +239,7 @@ async def tidy(conn: asyncpg.Connection, *, pools: list[str]) -> None:
         for pool in sorted(pools):
             await conn.execute(_LOCK, pool)
         await conn.execute(_TIDY)
+        ended = await conn.fetch(_ENDED)
+        if ended:
+            await conn.execute(_FREE_ENDED, [r["pool"] for r in ended], [r["slot"] for r in ended])
         await conn.execute(_UNRESERVE)

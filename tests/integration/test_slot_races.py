@@ -132,6 +132,34 @@ async def test_two_executions_of_one_key_claiming_at_once_compute_it_once(
     )
 
 
+async def test_tidying_never_frees_a_slot_a_claim_is_taking(
+    conns: list[asyncpg.Connection],
+) -> None:
+    """A retried step's next attempt retakes its slot while a worker tidies: the tidy
+    must not judge the slot by the attempt that ended and free it under the new one."""
+    first, second = conns
+    run_id, generation = await _ready_hold(first)
+    held = await claim(first, **_claim_kw(run_id, generation, "one"))
+    assert held.outcome is ClaimOutcome.CLAIMED
+    await first.execute(  # its attempt failed (transiently) before its slot was given back
+        "UPDATE step_runs SET status = 'retrying', lease_owner = NULL WHERE id = $1",
+        held.step_id,
+    )
+    tx = first.transaction()
+    await tx.start()
+    again = await claim(first, **_claim_kw(run_id, generation, "two"))
+    assert (again.outcome, again.attempt) == (ClaimOutcome.CLAIMED, 2)
+    tidying = asyncio.create_task(pools.tidy(second, pools=["gpu"]))
+    await asyncio.sleep(0.5)
+    await tx.commit()
+    await tidying
+    [slot] = await _slots(first)
+    assert (slot["holder_step_id"], slot["holder_attempt"]) == (held.step_id, 2)
+    await pools.tidy(second, pools=["gpu"])  # and a tidy after it leaves it too
+    [slot] = await _slots(first)
+    assert (slot["holder_step_id"], slot["holder_attempt"]) == (held.step_id, 2)
+
+
 async def test_a_live_workers_lapsed_slot_is_not_given_to_another_step(
     conns: list[asyncpg.Connection],
 ) -> None:
