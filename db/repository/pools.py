@@ -20,10 +20,11 @@ _FREE = {
 
 
 async def sync_slots(conn: AsyncConnection, *, sizes: dict[str, int]) -> None:
-    """One row per slot of every declared pool. Surplus slots of a smaller or undeclared
-    pool go once free (held or reserved ones stay until the next sync after their step
-    ends). A process that declares no pools (POOLS unset: an API or a CPU worker started
-    without it) leaves the pools as they are: it is not the one that runs their steps."""
+    """One row per slot of every pool this process declares; the idle slots past a
+    declared pool's size go (held or reserved ones once their step ends: the workers'
+    tidy). Pools it does not declare are left as they are: a process started without
+    POOLS (an API, a CPU worker) or with other pools is not the one that runs their steps,
+    and must not take slots from those that do."""
     if not sizes:
         return
     surplus = [(slots.c.pool == pool) & (slots.c.slot >= size) for pool, size in sizes.items()]
@@ -33,7 +34,7 @@ async def sync_slots(conn: AsyncConnection, *, sizes: dict[str, int]) -> None:
     idle = slots.c.holder_step_id.is_(None) & (
         slots.c.reserved_for.is_(None) | (slots.c.reserved_until < func.now())
     )
-    await conn.execute(delete(slots).where(idle, or_(slots.c.pool.not_in(list(sizes)), *surplus)))
+    await conn.execute(delete(slots).where(idle, or_(*surplus)))
 
 
 async def release_run(conn: AsyncConnection, *, run_id: uuid.UUID) -> list[str]:

@@ -32,14 +32,14 @@ from db.keys import KEY_FORMAT, input_key, mapped_digest, sha256_text
 __all__ = ["KEY_FORMAT", "input_key", "mapped_digest", "sha256_text"]
 
 
-def _is_artifact(value: Mapping[str, Any]) -> bool:
+def is_artifact(value: Mapping[str, Any]) -> bool:
     return "sha256" in value and "size" in value and "path" in value
 
 
 def canonical(value: Any) -> Any:
     """The value as keys see it: artifacts by content (sha256 and size), not location."""
     if isinstance(value, Mapping):
-        if _is_artifact(value):
+        if is_artifact(value):
             return {"sha256": value["sha256"], "size": value["size"]}
         return {str(k): canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -63,7 +63,7 @@ def artifact_keys(value: Any) -> list[str]:
     found: list[str] = []
     if isinstance(value, Mapping):
         key = value.get("key")
-        if _is_artifact(value) and isinstance(key, str):
+        if is_artifact(value) and isinstance(key, str):
             if _RUN_KEY.match(key):
                 found.append(key)
         else:

@@ -41,12 +41,21 @@ def pool_of(spec: StepSpec) -> str | None:
 
 
 def check_pools(specs: list[StepSpec]) -> None:
-    """Refuse to start when a step, or STEP_POOLS, names a pool POOLS does not declare (or
-    STEP_POOLS names a step that does not exist)."""
+    """Refuse to start when a step, or STEP_POOLS, names a pool POOLS does not declare,
+    STEP_POOLS names a step that does not exist, or POOLS declares a pool no step would
+    use (a typo such as `gpus:4` would otherwise leave the gpu steps unlimited)."""
     settings = get_settings()
     declared = settings.pool_sizes()
     known = ", ".join(sorted(declared)) or "none"
     names = {spec.name for spec in specs}
+    queues = {spec.queue for spec in specs}
+    usable = queues | {s.pool for s in specs if s.pool} | set(settings.pools_of_steps().values())
+    for pool in sorted(declared):
+        if pool not in usable:
+            raise ConfigError(
+                f"POOLS declares pool {pool!r}, which no step uses: a pool is named like a"
+                f" step queue ({', '.join(sorted(queues))}) or by a step or STEP_POOLS"
+            )
     for step, pool in settings.pools_of_steps().items():
         if step not in names:
             raise ConfigError(f"STEP_POOLS names step {step!r}, which no workflow has")

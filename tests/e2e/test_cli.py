@@ -214,6 +214,7 @@ def test_run_wait_prints_the_id_first_then_progress_in_workflow_order(
         ({"POOLS": "gpu:2,gpu:3"}, "declared twice"),
         ({"POOLS": "gpu:2", "STEP_POOLS": "render_scene=farm"}, "pool 'farm'"),
         ({"POOLS": "gpu:2", "STEP_POOLS": "no_such_step=gpu"}, "no_such_step"),
+        ({"POOLS": "gpus:2"}, "pool 'gpus', which no step uses"),  # a typo of gpu
     ],
 )
 def test_a_pool_the_settings_do_not_declare_refuses_to_start(

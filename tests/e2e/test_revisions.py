@@ -262,3 +262,34 @@ def test_a_revision_can_supply_the_output_of_a_cancelled_step(client: httpx.Clie
     after = _wait(client, run_id)
     assert after["status"] == "succeeded", after
     assert _attempts(after)["a"] == 1  # the cancelled attempt; it did not run again
+
+
+def test_a_replaced_artifact_must_be_a_stored_file(
+    client: httpx.Client, first: dict[str, Any]
+) -> None:
+    """A revision names stored bytes by key, size and sha256; it can never point a step at
+    another file on a worker (a path of its choosing, or a key whose bytes differ)."""
+    voice = next(s for s in first["steps"] if s["key"] == "synthesize_voice")["output"]
+    name, artifact = next((k, v) for k, v in voice.items() if isinstance(v, dict) and "sha256" in v)
+    url = f"/runs/{first['id']}/revise"
+    before = client.get(f"/runs/{first['id']}/revisions").json()
+    lies = [
+        {**artifact, "key": None, "path": "/etc/passwd"},
+        {**artifact, "key": "../../../etc/passwd"},
+        {**artifact, "sha256": "0" * 64},
+        {**artifact, "size": artifact["size"] + 1},
+    ]
+    for lie in lies:
+        body = {"outputs": {"synthesize_voice": {**voice, name: lie}}, "reason": "r"}
+        answer = client.post(url, params={"dry_run": "true"}, json=body)
+        assert answer.status_code == 422, (lie, answer.text)
+        assert answer.json()["code"] == "invalid_revision"
+        assert any(
+            e["field"].startswith("outputs.synthesize_voice") for e in answer.json()["errors"]
+        )
+    # the stored file under another path is the stored file: its path is the store's own
+    moved = {**voice, name: {**artifact, "path": "/etc/passwd"}}
+    plan = client.post(url, params={"dry_run": "true"},
+                       json={"outputs": {"synthesize_voice": moved}, "reason": "r"})  # fmt: skip
+    assert plan.status_code == 200, plan.text
+    assert client.get(f"/runs/{first['id']}/revisions").json() == before

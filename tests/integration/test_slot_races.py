@@ -149,13 +149,13 @@ async def test_tidying_never_frees_a_slot_a_claim_is_taking(
     await tx.start()
     again = await claim(first, **_claim_kw(run_id, generation, "two"))
     assert (again.outcome, again.attempt) == (ClaimOutcome.CLAIMED, 2)
-    tidying = asyncio.create_task(pools.tidy(second, pools=["gpu"]))
+    tidying = asyncio.create_task(pools.tidy(second, sizes={"gpu": 1}))
     await asyncio.sleep(0.5)
     await tx.commit()
     await tidying
     [slot] = await _slots(first)
     assert (slot["holder_step_id"], slot["holder_attempt"]) == (held.step_id, 2)
-    await pools.tidy(second, pools=["gpu"])  # and a tidy after it leaves it too
+    await pools.tidy(second, sizes={"gpu": 1})  # and a tidy after it leaves it too
     [slot] = await _slots(first)
     assert (slot["holder_step_id"], slot["holder_attempt"]) == (held.step_id, 2)
 
@@ -247,8 +247,15 @@ async def test_a_process_without_pools_or_with_fewer_slots_keeps_the_held_ones(
         (2, held.step_id),
     ]
     async with get_engine().begin() as conn:
-        await repo.sync_slots(conn, sizes={"cpu": 1})  # gpu undeclared: only free ones go
-    assert [s["slot"] for s in await _slots(db)] == [2]
+        await repo.sync_slots(conn, sizes={"cpu": 1})  # a worker with other pools only
+    assert [s["slot"] for s in await _slots(db)] == [0, 2]  # takes nothing from gpu's
+    await pools.tidy(db, sizes={"gpu": 1})  # the held surplus slot stays while held
+    assert [s["slot"] for s in await _slots(db)] == [0, 2]
+    await db.execute(
+        "UPDATE step_runs SET status = 'succeeded', output = '{}' WHERE id = $1", held.step_id
+    )
+    await pools.tidy(db, sizes={"gpu": 1})  # its step ended: freed, and gone with the size
+    assert [(s["slot"], s["holder_step_id"]) for s in await _slots(db)] == [(0, None)]
 
 
 async def test_a_run_waiting_for_a_slot_is_not_taken_for_stalled(

@@ -8,6 +8,7 @@ resume and retry).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from db.records import RunRecord
 from db.repository.cache import KeyRow
 from db.states import RUN_RETRYABLE, RunStatus, StepStatus
 from reelflow.errors import field_errors
+from reelflow.storage import ArtifactMissing, artifact_store
 from steps.engine import keys
 from workflows.definition.registry import get_workflow
 from workflows.definition.workflow import Workflow
@@ -85,8 +87,8 @@ async def revise_run(
             assets = await admission.check_assets(conn, model)
             after = model.model_dump(mode="json")
         rows = await repo.key_rows(conn, run_id=run.id)
-        walk = Walk(workflow, run, run.params, after, _validated(workflow, rows, outputs or {}),
-                     patch=params_patch or {})  # fmt: skip
+        replaced = await asyncio.to_thread(_stored, _validated(workflow, rows, outputs or {}))
+        walk = Walk(workflow, run, run.params, after, replaced, patch=params_patch or {})
         await plan_revision(conn, walk, rows)
         plan = RevisionPlan(
             run_id=run.id, dry_run=dry_run, rerun=walk.rerun, reuse=walk.reuse,
@@ -127,6 +129,38 @@ def _validated(
     if errors:
         raise InvalidRevision("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
     return clean
+
+
+def _stored(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Every artifact a replaced output references must be a file the store holds, named
+    by its key, with its size and sha256; its path is then the store's own. A revision
+    can point a step at stored bytes, never at any other file a worker could read."""
+    store, errors = artifact_store(), []
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, Mapping) and keys.is_artifact(value):
+            key = value.get("key")
+            try:
+                held = isinstance(key, str) and store.matches(
+                    key, int(value["size"]), str(value["sha256"])
+                )
+            except (ArtifactMissing, TypeError, ValueError):
+                held = False
+            if not held:
+                errors.append({"field": where, "message": "an artifact must name a stored file"
+                               " by its key, with that file's size and sha256"})  # fmt: skip
+                return value
+            return {**value, "path": store.location(str(key))}
+        if isinstance(value, Mapping):
+            return {k: walk(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{where}.{i}") for i, v in enumerate(value)]
+        return value
+
+    checked = {key: walk(output, f"outputs.{key}") for key, output in outputs.items()}
+    if errors:
+        raise InvalidRevision("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
+    return checked
 
 
 async def _apply(

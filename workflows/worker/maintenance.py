@@ -94,8 +94,8 @@ class Maintenance(threading.Thread):
             if get_settings().pool_sizes():
                 slots.hand_over(older_than_s=2.0)
         elif job == "tidy":
-            if names := list(get_settings().pool_sizes()):
-                bridge.run_db(pools.tidy, pools=names)
+            if sizes := get_settings().pool_sizes():
+                bridge.run_db(pools.tidy, sizes=sizes)
         else:
             report = bridge.run(reconcile_once())
             if report.requeued or report.failed or report.settled:
