@@ -9,6 +9,7 @@ engine counters (`database_timeouts`) by whoever drains the tally next."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -64,6 +65,8 @@ def is_unavailable(exc: BaseException) -> bool:
     restarts or refuses connections now (too many clients), no pooled connection came
     free in DATABASE_POOL_TIMEOUT_SECONDS, a call timed out, or a statement ran past its
     statement or lock timeout."""
+    if _misconfigured(exc):
+        return False
     if isinstance(exc, (DatabaseUnavailable, PoolTimeout)):
         return True
     code = sqlstate(exc)
@@ -83,6 +86,21 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, (ConnectionError, OSError, TimeoutError))
+
+
+def _misconfigured(exc: BaseException) -> bool:
+    """A mistake no later try gets past, wherever it sits in the chain: a server
+    certificate the CA does not verify (or for another host), a CA file that is missing."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ssl.SSLCertVerificationError, FileNotFoundError)):
+            return True
+        orig = getattr(current, "orig", None)
+        nxt = orig if isinstance(orig, BaseException) else None
+        current = nxt or current.__cause__ or current.__context__
+    return False
 
 
 _seen: Counter[str] = Counter()

@@ -60,6 +60,13 @@ class DatabaseSettings(BaseSettings):
         None, description="CA file the server's certificate is verified against (sslmode=verify-*)"
     )
 
+    @field_validator("database_ssl_root_cert")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no CA file at {v}")
+        return v
+
     @field_validator("database_direct_url")
     @classmethod
     def _direct(cls, v: str | None) -> str | None:

@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from cli.embedded import free_port
 from db.engine import create_engine, driver_session
+from db.errors import is_unavailable
 from db.states import RunStatus
 from tests.support import (
     ApiProcess,
@@ -239,8 +240,9 @@ async def test_verify_full_against_the_ca(tls: tuple[TlsPostgres, Path], tmp_pat
 
     other, _, _ = make_ca(tmp_path, "someone-else")
     failing = pytest.raises(Exception, match="certificate verify failed")
-    with patched_environment({"DATABASE_SSL_ROOT_CERT": str(other)}), failing:
+    with patched_environment({"DATABASE_SSL_ROOT_CERT": str(other)}), failing as refused:
         await _over_tls(full)
+    assert not is_unavailable(refused.value)  # a mistake, not an outage to wait out
     with pytest.raises(Exception, match="no encryption"):  # the hba refuses plain text
         await _over_tls(server.url(query="sslmode=disable"))
 
