@@ -135,6 +135,20 @@ class Knowledge:
             candidates.append((words[-1], True))
         for lemma, head_only in candidates:
             senses = [s for o in self._offsets(lemma) if (s := self._sense(o)) is not None]
+            if head_only:
+                if any(self._only_a_name(w) for w in words[:-1]):
+                    return None  # "taylor swift": a name written small, not a kind of swift
+                senses = [s for s in senses if not _proper(s)]  # a kind of thing, no one
             if senses:
                 return Entry(topic=topic, lemma=lemma, head_only=head_only, senses=senses)
         return None
+
+    def _only_a_name(self, word: str) -> bool:
+        """WordNet knows the word, and only as a name (Taylor, Ada): never as a thing."""
+        senses = [s for o in self._offsets(word) if (s := self._sense(o)) is not None]
+        return bool(senses) and all(_proper(s) for s in senses)
+
+
+def _proper(sense: Sense) -> bool:
+    """A sense of a name (a person, a place): WordNet writes its words capitalised."""
+    return all(w[:1].isupper() for w in sense.words)

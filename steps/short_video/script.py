@@ -169,7 +169,10 @@ def choose(draft: Draft, length_s: int, voiced: bool) -> tuple[list[list[str]], 
         trial = _group(draft.hook, [*body, line], draft.outro, length_s)
         if _fits(trial, seconds, FIT_SPEED) <= length_s:  # it fits, if a little faster
             body.append(line)
-    body = body or draft.lines[:1]
+    if not body and draft.lines:  # a line at least, if it fits at the fastest rate
+        trial = _group(draft.hook, draft.lines[:1], draft.outro, length_s)
+        if _fits(trial, seconds, MAX_WPM / BASE_WPM) <= length_s:
+            body = draft.lines[:1]
     scenes = _group(draft.hook, body, draft.outro, length_s)
     taken = _fits(scenes, seconds)
     fixed = taken - sum(seconds[p] for sc in scenes for ln in sc for p in split_phrases(ln))
@@ -208,6 +211,13 @@ def lay_out(
     for a, b in itertools.pairwise(out):
         cuts.append(round((a.end + b.phrases[0].start) / 2 * fps))
     cuts.append(length_s * fps)
+    # Speech that overruns even at the fastest rate (a writer's overlong lines): no scene
+    # is shorter than its share of a second, the last ending at the length, never negative.
+    least = max(1, min(fps, length_s * fps // (2 * len(out))))
+    for i in range(len(out) - 1, 0, -1):
+        cuts[i] = min(cuts[i], cuts[i + 1] - least)
+    for i in range(1, len(out)):
+        cuts[i] = max(cuts[i], cuts[i - 1] + least)
     for laid, start, end in zip(out, cuts, cuts[1:], strict=False):
         laid.start_frame, laid.frames = start, end - start
     return out

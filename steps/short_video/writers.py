@@ -136,8 +136,29 @@ def exploring_lines(topic: str, *, known: bool = False) -> list[str]:
     ]
 
 
+#: How long a topic may be to be said as it is: a longer one is said by its first words
+#: (the title keeps it whole), so the hook and the outro fit the shortest video.
+SPOKEN_NAME_MAX = 48
+
+
+def spoken_name(topic: str) -> str:
+    """The topic as the narration says it: whole when short, else its first clause, or
+    its first words, within SPOKEN_NAME_MAX characters."""
+    if len(topic) <= SPOKEN_NAME_MAX:
+        return topic
+    clause = re.split(r"\s*[:;,(\[]\s*|\s+[-\u2013\u2014]\s+", topic, maxsplit=1)[0].strip()
+    if len(clause.split()) > 1 and len(clause) <= SPOKEN_NAME_MAX:
+        return clause
+    name = ""
+    for word in topic.split():
+        if name and len(name) + 1 + len(word) > SPOKEN_NAME_MAX:
+            break
+        name = f"{name} {word}".strip()
+    return name[:SPOKEN_NAME_MAX]
+
+
 class OfflineWriter:
-    name = "offline-v2"
+    name = "offline-v3"
 
     def __init__(self, knowledge: Knowledge | None = None) -> None:
         self._knowledge = knowledge
@@ -149,9 +170,10 @@ class OfflineWriter:
         return self._knowledge
 
     def draft(self, trend: Trend, length_seconds: int) -> Draft:
-        topic = trend.title
+        title = trend.title
+        topic = spoken_name(title)
         lines = [_sentence(p) for p in ([trend.summary] if trend.summary else []) + trend.points]
-        entry = self.knowledge.lookup(topic) if not lines else None
+        entry = self.knowledge.lookup(title) if not lines else None
         lines += known_lines(entry) if entry else []
         lines += exploring_lines(topic, known=bool(lines))
         lines += [  # short ones last: they fill what the long ones leave
@@ -162,7 +184,7 @@ class OfflineWriter:
         ]
         return Draft(
             writer=self.name,
-            title=topic,
+            title=title,
             hook=_sentence(f"{topic} in {length_seconds} seconds. Here is what you need to know"),
             lines=lines,
             outro=_sentence(f"That's {topic} in {length_seconds} seconds. Follow for more!"),

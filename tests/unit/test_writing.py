@@ -1,5 +1,6 @@
-"""The offline writer's knowledge and honesty, topics the API refuses, the caption's safe
-area, and the loudness of the mix: pure parts of the video, no services."""
+"""The offline writer's knowledge and honesty, topics the API refuses, long topics and
+wordy writers that still fit the video, the caption's safe area, and the loudness of the
+mix: pure parts of the video, no services."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pydantic import ValidationError
 from steps.short_video import audio
 from steps.short_video.frames import SAFE_LINES, SAFE_W, layout_caption
 from steps.short_video.knowledge import Knowledge
-from steps.short_video.models import ShortVideoParams
+from steps.short_video.models import ScriptParams, ShortVideoParams
+from steps.short_video.script import build_script
 from steps.short_video.speech import RATE
 from steps.short_video.trends import topic_trend
-from steps.short_video.writers import OfflineWriter
+from steps.short_video.writers import Draft, OfflineWriter
 
 
 def test_the_knowledge_finds_topics_as_written_joined_or_by_head_noun() -> None:
@@ -71,3 +73,38 @@ def test_the_mix_is_normalised_to_minus_14_lufs_under_the_true_peak_ceiling() ->
     assert abs(audio.loudness_lufs(mixed) - lufs) < 1e-6
     ducked = audio.activity(voice)
     assert ducked[int(1.0 * RATE)] > 0.9 and ducked[int(3.95 * RATE)] < 0.2  # speaking, then silent
+
+
+def test_a_name_written_small_is_not_guessed_from_its_last_word() -> None:
+    knowledge = Knowledge()
+    # WordNet's Swift is a meat-packer and its Lovelace a poet: neither is the topic
+    assert knowledge.lookup("taylor swift") is None
+    assert knowledge.lookup("ada lovelace") is None
+    phrase = knowledge.lookup("ocean pollution")  # a phrase still reads as its head noun
+    assert phrase and phrase.head_only and phrase.lemma == "pollution"
+
+
+LONG = (
+    "the remarkable and surprisingly complicated history of volcanic eruptions across the"
+    " pacific ring of fire and beyond in modern times, told with far too many words in it"
+)
+
+
+@pytest.mark.parametrize("length", [60, 97, 137, 182])
+def test_a_long_topic_fits_the_shortest_video_and_its_outro_is_heard(length: int) -> None:
+    topic = LONG[:length].strip()
+    params = ScriptParams(length_seconds=15, fps=10, topic=topic)
+    script = build_script(OfflineWriter().draft(topic_trend(topic), 15), "t", [], params)
+    assert script.title == topic  # said shorter, titled whole
+    assert all(scene.duration_s >= 1.0 for scene in script.scenes), script.scenes
+    assert round(sum(scene.duration_s for scene in script.scenes), 6) == 15
+    last = script.scenes[-1]
+    assert max(p.start_s + p.duration_s for p in last.phrases) <= last.duration_s
+
+
+def test_a_writer_that_overruns_gives_scenes_of_positive_length_adding_up() -> None:
+    wordy = " ".join(["an extraordinarily long sentence that keeps on going"] * 12) + "."
+    draft = Draft(writer="w", title="t", hook=wordy, lines=[wordy], outro=wordy)
+    script = build_script(draft, "t", [], ScriptParams(length_seconds=15, fps=10, topic="t"))
+    frames = [round(scene.duration_s * 10) for scene in script.scenes]
+    assert all(f >= 1 for f in frames) and sum(frames) == 150, frames
