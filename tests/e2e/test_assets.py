@@ -133,6 +133,32 @@ def test_bytes_of_another_type_get_415_and_leave_nothing(
     assert assets_count() == before and stored(env) == files and not leftovers(env)
 
 
+def test_bytes_that_only_start_like_media_get_415_and_leave_nothing(
+    client: httpx.Client, env: dict[str, str]
+) -> None:
+    """The whole file must decode as what its first bytes claim: a run never fails at
+    render time on an upload the API took (a 12 KB PNG of 100 million pixels included)."""
+    before, files = assets_count(), stored(env)
+    good = png((9, 9, 9))
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")
+    cases = {
+        "png then garbage": good[:40] + bytes(range(256)) * 4,
+        "a png cut short": good[: len(good) // 2],
+        "a decompression bomb": bomb.getvalue(),
+        "a wav header then garbage": wav()[:12] + b"\xff" * 200,
+    }
+    for what, data in cases.items():
+        refused = upload(client, data, "x.png")
+        assert refused.status_code == 415, (what, refused.text)
+        assert refused.json()["code"] == "unsupported_media_type"
+        assert (
+            "does not decode" in refused.json()["detail"]
+            and "/" not in refused.json()["detail"].split(":", 1)[1]
+        ), refused.json()["detail"]  # no server path in the answer
+    assert assets_count() == before and stored(env) == files and not leftovers(env)
+
+
 def test_an_upload_over_the_limit_gets_413_and_leaves_nothing(
     client: httpx.Client, env: dict[str, str]
 ) -> None:

@@ -1,5 +1,6 @@
 """Taking an upload in: its type sniffed from its bytes (never its name or the client's
-word), then its bytes placed once per content in the artifact store and its row written.
+word) and the whole file decoded as that type, then its bytes placed once per content in
+the artifact store and its row written.
 
 Nothing is half-written: a refused upload never reaches the store; an accepted one is
 placed atomically (the store's writer) before its row is inserted, under the content's
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import filetype
 import structlog
+from PIL import Image
 
 from db import repository as repo
 from db.engine import get_engine
@@ -71,6 +74,38 @@ def sniff(head: bytes) -> Media:
     return media
 
 
+#: The most pixels an uploaded image may have (8K by 5K): a "decompression bomb" of a few
+#: kilobytes would otherwise cost the worker that decodes it gigabytes.
+MAX_PIXELS = 40_000_000
+
+
+def check_decodes(path: Path, media: Media) -> None:
+    """The file decodes whole as the media its first bytes claim (an image within
+    MAX_PIXELS; audio with sound in it); UnsupportedMediaType otherwise. So a run never
+    fails at render time on an upload the API took."""
+    problem = None
+    try:
+        if media.kind == "image":
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    problem = f"{image.width}x{image.height} is over {MAX_PIXELS:,} pixels"
+                else:
+                    image.load()
+        else:
+            with av.open(str(path)) as source:
+                if not source.streams.audio:
+                    problem = "it has no audio stream"
+                elif not any(frame.samples for frame in source.decode(audio=0)):
+                    problem = "it has no sound in it"
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            av.error.FFmpegError) as exc:  # fmt: skip
+        problem = (str(exc) or type(exc).__name__).replace(f" '{path}'", "").replace(str(path), "")
+    if problem is not None:
+        raise UnsupportedMediaType(
+            f"the file starts as {media.media_type} but does not decode as one: {problem[:200]}"
+        )
+
+
 @dataclass(frozen=True)
 class Upload:
     """An upload received whole into a local file (not in the store yet)."""
@@ -91,6 +126,7 @@ def upload_folder() -> Path:
 async def admit(upload: Upload) -> tuple[AssetRecord, bool]:
     """The asset of these bytes: (it, True) when this upload stored them, (the existing
     row, False) when they were uploaded before. The file at `upload.path` is consumed."""
+    await asyncio.to_thread(check_decodes, upload.path, upload.media)
     store = artifact_store()
     key = repo.asset_key(upload.sha256, upload.media.extension)
     asset = AssetRecord(
