@@ -17,10 +17,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from reelflow.errors import PermanentStepError, TransientStepError
 from reelflow.settings import get_settings
 from steps import RetryPolicy, step
 from steps.short_video.models import Trend, TrendParams, TrendsOut
+
+log = structlog.get_logger("reelflow.trends")
 
 
 class TrendProvider(Protocol):
@@ -146,8 +150,37 @@ def source_version() -> str | None:
     return hashlib.sha256(source.encode() + b"\0" + data).hexdigest()[:16]
 
 
+def local_trend_ids() -> set[str] | None:
+    """The trend ids the configured source offers, when it is local (the bundled set or a
+    file) and readable: what a `trend_id` is checked against when a run is started. None
+    for a live feed (its ids change by themselves: checked when the step runs)."""
+    provider = provider_for(get_settings().trends_source)
+    if isinstance(provider, CsvUrlProvider):
+        return None
+    try:
+        return {t.id for t in provider.load()}
+    except (PermanentStepError, OSError, ValueError, KeyError, csv.Error):
+        return {t.id for t in BuiltinProvider().load()}  # what the step falls back to
+
+
+#: What a source that cannot be read or parsed raises.
+_UNREADABLE = (TransientStepError, PermanentStepError, OSError, ValueError, KeyError, csv.Error)
+
+
 @step(retry=RetryPolicy(max_attempts=3, backoff_base=2.0), key_extra=source_version)
 def collect_trends(params: TrendParams) -> TrendsOut:
+    """The configured source's trends; when it cannot be read, the bundled list (a run
+    asking for a topic, or for nothing in particular, never fails for a feed that is
+    down; one asking for a feed's trend id retries, as only that feed has it)."""
     provider = provider_for(get_settings().trends_source)
-    trends = sorted(provider.load(), key=lambda t: -t.score)
+    try:
+        loaded = provider.load()
+    except _UNREADABLE as exc:
+        if isinstance(provider, BuiltinProvider) or params.trend_id:
+            raise
+        log.warning("trends_source_unreadable", source=provider.name, error=str(exc)[:300])
+        fallback = BuiltinProvider()
+        provider, loaded = fallback, fallback.load()
+        provider.name = f"builtin (fallback: {exc.__class__.__name__} reading the source)"
+    trends = sorted(loaded, key=lambda t: -t.score)
     return TrendsOut(source=provider.name, trends=trends, chosen=choose(trends, params))

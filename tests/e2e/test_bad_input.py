@@ -63,6 +63,13 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         422,
         "invalid_params",
     ),
+    "a trend id the source does not offer": (
+        "POST",
+        "/runs",
+        {"json": {"workflow": "short_video", "params": {"trend_id": "no-such-trend"}}},
+        422,
+        "invalid_params",
+    ),
     "both topic and trend_id": (
         "POST",
         "/runs",

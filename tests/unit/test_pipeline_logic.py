@@ -11,17 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelflow.errors import PermanentStepError
+from reelflow.errors import PermanentStepError, TransientStepError
 from steps.short_video.frames import ScenePainter
-from steps.short_video.models import Scene, ShortVideoParams
+from steps.short_video.models import Scene, ShortVideoParams, TrendParams
 from steps.short_video.script import STYLES, build_script
 from steps.short_video.trends import (
     BuiltinProvider,
     CsvUrlProvider,
     FileProvider,
     choose,
+    collect_trends,
     provider_for,
 )
+from tests.support import patched_environment
 
 CSV = "id,title,score,hashtags,summary,points\nx1,Robots learn to fold laundry,50,#ai #home,Folding,Step one|Step two\n"  # noqa: E501
 
@@ -33,10 +35,27 @@ def test_builtin_trends_and_choice() -> None:
     assert top.score == max(t.score for t in trends)
     assert choose(trends, ShortVideoParams(topic="bees")).id == "urban-bees"
     assert choose(trends, ShortVideoParams(trend_id="solar-roads")).id == "solar-roads"
-    with pytest.raises(PermanentStepError):
-        choose(trends, ShortVideoParams(trend_id="nope"))
+    with pytest.raises(PermanentStepError):  # a live feed's ids are checked here
+        choose(trends, TrendParams(trend_id="nope"))
+    with pytest.raises(ValueError, match="no trend has this id"):  # a local source's, at POST
+        ShortVideoParams(trend_id="nope")
     with pytest.raises(ValueError):
         ShortVideoParams(topic="a", trend_id="b")
+
+
+def test_a_feed_that_is_down_falls_back_to_the_bundled_trends(tmp_path: Path) -> None:
+    """A run asking for a topic (or nothing) is served from the bundled list; one asking
+    for a trend id only the feed has fails as before (transiently: it retries)."""
+    with patched_environment({"TRENDS_SOURCE": "http://127.0.0.1:9/trends.csv"}):
+        got = collect_trends(TrendParams(topic="volcanoes"))
+        assert got.source.startswith("builtin (fallback") and got.chosen.title == "volcanoes"
+        assert collect_trends(TrendParams()).chosen.id in {t.id for t in got.trends}
+        with pytest.raises(TransientStepError):
+            collect_trends(TrendParams(trend_id="x1"))
+    broken = tmp_path / "broken.csv"
+    broken.write_text("no,such,columns\n1,2,3\n")
+    with patched_environment({"TRENDS_SOURCE": str(broken)}):
+        assert collect_trends(TrendParams(topic="bees")).source.startswith("builtin (fallback")
 
 
 def test_file_and_url_providers(tmp_path: Path) -> None:
