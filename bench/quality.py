@@ -82,7 +82,7 @@ def caption_errors(script: dict[str, Any], stem: np.ndarray, rate: int, fps: int
 def video_figures(path: str, frames_to: Path | None) -> dict[str, Any]:
     import av
 
-    from steps.short_video.audio import true_peak_dbtp
+    from steps.short_video.voice import true_peak_dbtp
 
     longest = run = 0
     previous = None
@@ -118,7 +118,7 @@ def video_figures(path: str, frames_to: Path | None) -> dict[str, Any]:
 
 
 def overflows(script: dict[str, Any], width: int, height: int) -> int:
-    from steps.short_video.frames import SAFE_LINES, SAFE_W, layout_caption
+    from steps.short_video.captions import SAFE_LINES, SAFE_W, layout_caption
 
     bad = 0
     for scene in script["scenes"]:

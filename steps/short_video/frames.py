@@ -12,16 +12,14 @@ is the same bits every time it is drawn (integer blending after the background).
 from __future__ import annotations
 
 import math
-import textwrap
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from steps.short_video.models import FONT_PATH, Scene
+from steps.short_video.captions import caption, caption_pages, word_starts
+from steps.short_video.models import Scene
 
 FADE_S = 0.25  # a caption's fade in
 DIP_S = 0.12  # the dip through black at each end of a scene
@@ -29,7 +27,6 @@ SCALE = 4
 BAND_WIDTH = 0.08
 ZOOM = 0.08  # how much closer the background gets over a scene
 HIGHLIGHT = np.array((255, 214, 10), np.uint32)  # the word being spoken
-SAFE_W, SAFE_LINES = 0.86, 3
 # The band's profile exp(-(d / w)^2) as a table over d in [-2, 2), built once with scalar
 # libm, so a frame is the same bits every time it is drawn (vectorised exp can differ in the
 # last bit with memory alignment). Entries below 1e-6 are zero.
@@ -50,91 +47,6 @@ def torch_device() -> Any | None:
     return torch.device("cuda") if torch.cuda.is_available() else None
 
 
-@lru_cache(maxsize=16)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(FONT_PATH), size)
-
-
-@dataclass
-class Caption:
-    """A phrase laid out: its ink and shadow masks (0..256 weights), where they go, and each
-    word's box in the mask (x0, x1, y0, y1), in the phrase's word order."""
-
-    start_s: float
-    ink: np.ndarray
-    shadow: np.ndarray
-    x0: int
-    y0: int
-    boxes: list[tuple[int, int, int, int]]
-    word_starts: list[float]
-
-
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[str] | None:
-    """Lines of `text` no wider than max_width (a word too wide alone is split), or None
-    when it takes more than SAFE_LINES."""
-    chars = max(4, int(max_width / (font.size * 0.55)))
-    while chars >= 4:
-        lines = textwrap.wrap(text, width=chars, break_long_words=True) or [""]
-        if max(font.getlength(line) for line in lines) <= max_width:
-            return lines if len(lines) <= SAFE_LINES else None
-        chars -= 1
-    return None
-
-
-def layout_caption(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str]]:
-    """The largest font (from a thirteenth of the width down) at which the text fits the
-    safe area in at most three lines."""
-    size = max(16, width // 13)
-    while True:
-        font = _font(size)
-        lines = _wrap(text, font, int(width * SAFE_W))
-        if lines is not None or size <= 8:
-            return font, lines or textwrap.wrap(text, 12)[:SAFE_LINES]
-        size -= 2
-
-
-def caption(
-    text: str, start_s: float, word_starts: list[float], width: int, height: int
-) -> Caption:
-    font, lines = layout_caption(text, width, height)
-    size = int(font.size)
-    line_h, pad, drop = int(size * 1.25), size // 2, max(2, size // 16)
-    box_w = int(max(font.getlength(line) for line in lines)) + 2 * pad
-    box_h = line_h * len(lines) + pad
-    ink, shadow = Image.new("L", (box_w, box_h), 0), Image.new("L", (box_w, box_h), 0)
-    boxes: list[tuple[int, int, int, int]] = []
-    for mask, dx in ((ink, 0), (shadow, drop)):
-        draw = ImageDraw.Draw(mask)
-        for i, line in enumerate(lines):
-            x = (box_w - font.getlength(line)) / 2 + dx
-            y = pad // 2 + i * line_h + dx
-            draw.text((x, y), line, fill=255, font=font)
-            if dx == 0:  # each word's box, from the advance widths before it
-                at = x
-                for word in line.split(" "):
-                    w = font.getlength(word)
-                    boxes.append((int(at), math.ceil(at + w), int(y), int(y + line_h)))
-                    at += w + font.getlength(" ")
-    x0 = (width - box_w) // 2
-    y0 = max(8, min(height - box_h - 8, int(height * 0.62) - box_h // 2))
-    weights = [np.asarray(m, np.uint32) * 256 // 255 for m in (ink, shadow)]
-    return Caption(start_s, weights[0], weights[1], x0, y0, boxes, word_starts)
-
-
-def _word_starts(scene_phrase: Any, count: int) -> list[float]:
-    """Each caption word's start: the synthesizer's, or spread over the phrase by length."""
-    words = scene_phrase.words
-    if len(words) == count:
-        return [w.start_s for w in words]
-    tokens = scene_phrase.text.split()
-    total = sum(len(t) + 1 for t in tokens) or 1
-    at, out = scene_phrase.start_s, []
-    for token in tokens[:count]:
-        out.append(at)
-        at += scene_phrase.duration_s * (len(token) + 1) / total
-    return out + [at] * (count - len(out))
-
-
 class ScenePainter:
     def __init__(self, scene: Scene, width: int, height: int, fps: int, device: Any = None,
                  image: Path | None = None) -> None:  # fmt: skip
@@ -150,8 +62,11 @@ class ScenePainter:
         self._colours = (np.array(style.top, np.float32), np.array(style.bottom, np.float32))
         self.image = self._cover(image) if image is not None else None
         self.captions = [
-            caption(p.text, p.start_s, _word_starts(p, len(p.text.split(" "))), width, height)
+            page
             for p in scene.phrases
+            for page in caption_pages(
+                p.text, p.start_s, word_starts(p, len(p.text.split(" "))), width, height
+            )
         ] or [caption(scene.caption, 0.0, [], width, height)]
         self.bar_h = max(4, height // 160)
         self._small = np.full((self.lh, self.lw, 4), 255, np.uint8)  # RGBA, low resolution

@@ -74,19 +74,6 @@ class ShortVideoParams(BaseModel):
             raise ValueError("give topic or trend_id, not both")
         return self
 
-    @field_validator("trend_id")
-    @classmethod
-    def _offered(cls, v: str | None) -> str | None:
-        """A trend id the configured (local) source does not offer is refused here, not
-        when the run reaches collect_trends."""
-        from steps.short_video.trends import local_trend_ids  # it reads these models
-
-        known = local_trend_ids() if v is not None else None
-        if known is not None and v not in known:
-            some = ", ".join(sorted(known)[:5])
-            raise ValueError(f"no trend has this id (the source offers: {some}, ...)")
-        return v
-
 
 # What each stage reads of the params: the part of its input key that params make. A
 # patch of a field a stage does not read (publish's, say) leaves its key, and its result.

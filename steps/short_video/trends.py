@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
+from pydantic import BaseModel
 
 from reelflow.errors import PermanentStepError, TransientStepError
 from reelflow.settings import get_settings
@@ -161,6 +162,17 @@ def local_trend_ids() -> set[str] | None:
         return {t.id for t in provider.load()}
     except (PermanentStepError, OSError, ValueError, KeyError, csv.Error):
         return {t.id for t in BuiltinProvider().load()}  # what the step falls back to
+
+
+def unknown_trend(params: BaseModel) -> list[dict[str, str]]:
+    """A run's params are checked with this when it starts: a `trend_id` the configured
+    local source does not offer is refused then, not when the run reaches this step."""
+    trend_id = getattr(params, "trend_id", None)
+    known = local_trend_ids() if trend_id is not None else None
+    if known is None or trend_id in known:
+        return []
+    some = ", ".join(sorted(known)[:5])
+    return [{"field": "trend_id", "message": f"no trend has this id (offered: {some}, ...)"}]
 
 
 #: What a source that cannot be read or parsed raises.

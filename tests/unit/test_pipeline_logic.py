@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelflow.errors import PermanentStepError, TransientStepError
+from reelflow.errors import InvalidParams, PermanentStepError, TransientStepError
 from steps.short_video.frames import ScenePainter
 from steps.short_video.models import Scene, ShortVideoParams, TrendParams
 from steps.short_video.script import STYLES, build_script
@@ -24,6 +24,7 @@ from steps.short_video.trends import (
     provider_for,
 )
 from tests.support import patched_environment
+from workflows.definition.shipped import short_video_workflow
 
 CSV = "id,title,score,hashtags,summary,points\nx1,Robots learn to fold laundry,50,#ai #home,Folding,Step one|Step two\n"  # noqa: E501
 
@@ -37,8 +38,9 @@ def test_builtin_trends_and_choice() -> None:
     assert choose(trends, ShortVideoParams(trend_id="solar-roads")).id == "solar-roads"
     with pytest.raises(PermanentStepError):  # a live feed's ids are checked here
         choose(trends, TrendParams(trend_id="nope"))
-    with pytest.raises(ValueError, match="no trend has this id"):  # a local source's, at POST
-        ShortVideoParams(trend_id="nope")
+    with pytest.raises(InvalidParams, match="no trend has this id"):  # a local source's, at POST
+        short_video_workflow.validate_params({"trend_id": "nope"})
+    assert short_video_workflow.validate_params({"trend_id": "solar-roads"})
     with pytest.raises(ValueError):
         ShortVideoParams(topic="a", trend_id="b")
 

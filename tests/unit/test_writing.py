@@ -4,12 +4,14 @@ mix: pure parts of the video, no services."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from steps.short_video import audio
-from steps.short_video.frames import SAFE_LINES, SAFE_W, layout_caption
+from steps.short_video import voice as sound
+from steps.short_video.captions import SAFE_LINES, SAFE_W, caption_pages, layout_caption
 from steps.short_video.knowledge import Knowledge
 from steps.short_video.models import ScriptParams, ShortVideoParams
 from steps.short_video.script import build_script
@@ -62,16 +64,40 @@ def test_captions_stay_in_the_safe_area(width: int) -> None:
     assert max(font.getlength(line) for line in lines) <= width * SAFE_W
 
 
+@pytest.mark.parametrize("width", [144, 180, 240, 720, 1080])
+def test_every_word_of_a_long_phrase_is_shown_and_lit_in_its_own_box(width: int) -> None:
+    """A phrase too long for the safe area is paged, never cut; a word the wrap splits (at
+    a hyphen, or too long for a line) still has one box, so later words are lit in theirs."""
+    text = (
+        "A honey bee is a well-known extraordinarily-hardworking social insect pollinating"
+        " everything everywhere, Pneumonoultramicroscopicsilicovolcanoconiosis included"
+    )
+    words = text.split(" ")
+    pages = caption_pages(text, 1.0, [1.0 + 0.2 * i for i in range(len(words))], width,
+                          width * 16 // 9)  # fmt: skip
+    assert sum(len(page.boxes) for page in pages) == len(words)
+    assert [p.start_s for p in pages] == sorted(p.start_s for p in pages)
+    for page in pages:
+        assert len(page.boxes) == len(page.word_starts)
+        xs = [box[0] for box in page.boxes]
+        ys = [box[2] for box in page.boxes]
+        # reading order: left to right within a line, lines top to bottom
+        assert all(
+            (y1, x1) < (y2, x2)
+            for (x1, y1), (x2, y2) in itertools.pairwise(zip(xs, ys, strict=True))
+        )
+
+
 def test_the_mix_is_normalised_to_minus_14_lufs_under_the_true_peak_ceiling() -> None:
     t = np.arange(20 * RATE) / RATE
     voice = (0.9 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.5 * t) > 0)).astype(
         np.float32
     )
-    mixed, lufs, peak = audio.normalised(audio.mix(voice, audio.music_bed(len(t), seed=3)))
-    assert abs(lufs - audio.TARGET_LUFS) < 0.3, lufs
-    assert peak <= audio.TARGET_PEAK_DBTP + 0.05, peak
-    assert abs(audio.loudness_lufs(mixed) - lufs) < 1e-6
-    ducked = audio.activity(voice)
+    mixed, lufs, peak = sound.normalised(sound.mix(voice, sound.music_bed(len(t), seed=3)))
+    assert abs(lufs - sound.TARGET_LUFS) < 0.3, lufs
+    assert peak <= sound.TARGET_PEAK_DBTP + 0.05, peak
+    assert abs(sound.loudness_lufs(mixed) - lufs) < 1e-6
+    ducked = sound.activity(voice)
     assert ducked[int(1.0 * RATE)] > 0.9 and ducked[int(3.95 * RATE)] < 0.2  # speaking, then silent
 
 

@@ -29,6 +29,7 @@ short_video_workflow = Workflow(
         compose.publish,
     ),
     params_model=ShortVideoParams,
+    check=trends.unknown_trend,
     description="Turn a trend into a short vertical video: script, voice, scenes, compose.",
     headline=Headline(
         title=("write_script.title", "collect_trends.chosen.title", "params.topic"),

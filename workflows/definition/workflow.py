@@ -7,7 +7,7 @@ it, and every map's source runs before the map.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,9 @@ class Workflow:
     params_model: type[BaseModel]
     description: str = ""
     headline: Headline = field(default_factory=Headline)  # what the runs list says a run is
+    #: Checks of valid params against the world, when a run starts or is revised (a trend
+    #: id its source offers): the errors, as fields and messages; none when it passes.
+    check: Callable[[BaseModel], list[dict[str, str]]] | None = None
     upstream: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,7 +82,7 @@ class Workflow:
         says, so what the schema calls invalid is refused and never coerced."""
         try:
             raw = json.dumps(_integral(dict(params)))
-            return self.params_model.model_validate_json(raw, strict=True)
+            model = self.params_model.model_validate_json(raw, strict=True)
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, ValidationError):  # not JSON at all (a set, bytes...)
                 errors = [{"field": "", "message": "must be JSON"}]
@@ -87,6 +90,11 @@ class Workflow:
             errors = field_errors(exc.errors())
             summary = summarise(errors, whole="params")
             raise InvalidParams(f"invalid params for {self.name}: {summary}", errors) from None
+        found = self.check(model) if self.check is not None else []
+        if found:
+            summary = summarise(found, whole="params")
+            raise InvalidParams(f"invalid params for {self.name}: {summary}", found)
+        return model
 
     def max_attempts(self, name: str, params: Mapping[str, Any]) -> int:
         override = params.get("max_attempts")
