@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,12 @@ from steps import Artifact
 #: The caption font, shipped with the project (DejaVu Sans Bold; its licence beside it):
 #: the same glyphs on every machine, so the same scene is the same bytes everywhere.
 FONT_PATH = Path(__file__).parent / "data" / "fonts" / "DejaVuSans-Bold.ttf"
+
+
+@lru_cache(maxsize=1)
+def font_version() -> str:
+    """The caption font's bytes (by digest): frames drawn with another font are not these."""
+    return hashlib.sha256(FONT_PATH.read_bytes()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ import av
 from reelflow.settings import get_settings
 from steps import RetryPolicy, StepContext, step
 from steps.short_video.frames import ScenePainter, torch_device
-from steps.short_video.models import FrameParams, Scene, Segment
+from steps.short_video.models import FrameParams, Scene, Segment, font_version
 
 #: Seconds of video per checkpointed chunk.
 CHUNK_S = 2
@@ -104,7 +104,8 @@ def chunk_ranges(frames: int, per_chunk: int) -> list[range]:
             for i in range(count)]  # fmt: skip
 
 
-@step(queue="gpu", retry=RetryPolicy(max_attempts=3, backoff_base=2.0), time_limit=1800)
+@step(queue="gpu", retry=RetryPolicy(max_attempts=3, backoff_base=2.0), time_limit=1800,
+      key_extra=font_version)  # fmt: skip
 def render_scene(ctx: StepContext, params: FrameParams, item: Scene) -> Segment:
     device = torch_device()
     image = ctx.local(item.background) if item.background is not None else None

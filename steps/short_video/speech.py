@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import wave
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +28,9 @@ import structlog
 from steps.short_video import espeak
 from steps.short_video.espeak import RATE, EspeakLibrary, Spoken, library, resampled
 
-__all__ = ["RATE", "EspeakLibrary", "Speaker", "Spoken", "find_speaker", "speak_all"]
+__all__ = [
+    "RATE", "EspeakLibrary", "Speaker", "Spoken", "engine_version", "find_speaker", "speak_all",
+]  # fmt: skip
 
 log = structlog.get_logger("reelflow.speech")
 
@@ -81,6 +84,30 @@ def find_speaker() -> Speaker | None:
             log.warning("no_speech_engine", error=repr(exc), fallback="music only")
     _speaker = (os.getpid(), found)
     return found
+
+
+def engine_version() -> str:
+    """Which speech this machine makes, for the keys of the steps that speak or time speech
+    (a voice made by the program, or by none, is not the library's): the speaker's name,
+    with the library package's version."""
+    speaker = find_speaker()
+    if speaker is None:
+        return "none"
+    return (
+        f"{speaker.name}:{_package_version()}"
+        if speaker.name == "espeak-ng-library"
+        else speaker.name
+    )
+
+
+@lru_cache(maxsize=1)
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("espeakng-loader")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def speak_all(lines: list[tuple[str, int]]) -> tuple[str, list[Spoken]] | None:

@@ -27,7 +27,7 @@ from scipy.signal import resample_poly
 
 from steps import StepContext, step
 from steps.short_video.models import Scene, Script, VoiceOut, VoiceParams
-from steps.short_video.speech import RATE, Spoken, find_speaker, speak_all
+from steps.short_video.speech import RATE, Spoken, engine_version, find_speaker, speak_all
 
 TARGET_LUFS = -14.0
 TARGET_PEAK_DBTP = -3.0
@@ -216,7 +216,7 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
         wav.writeframes(pcm.tobytes())
 
 
-@step()
+@step(key_extra=engine_version)  # the program's voice, or none, is not the library's
 def synthesize_voice(ctx: StepContext, params: VoiceParams, write_script: Script) -> VoiceOut:
     total = round(write_script.duration_s * RATE)
     spoken = narration(write_script.scenes, total) if params.voice else None

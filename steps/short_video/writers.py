@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from reelflow.settings import get_settings
 from steps.short_video.knowledge import Entry, Knowledge, Sense, data_version
 from steps.short_video.models import Trend
+from steps.short_video.speech import engine_version
 
 log = structlog.get_logger("reelflow.writers")
 
@@ -237,7 +238,8 @@ def writer() -> ScriptWriter:
 
 def writer_version() -> str | None:
     """What a script depends on besides its code and inputs: the offline writer's knowledge
-    (by digest). A language model's answer is not repeatable: its script is never reused."""
+    (by digest), and the speech that times its lines. A language model's answer is not
+    repeatable: its script is never reused."""
     if get_settings().script_provider == "openai":
         return None
-    return f"{OfflineWriter.name}:{data_version()}"
+    return f"{OfflineWriter.name}:{data_version()}:{engine_version()}"

@@ -221,3 +221,20 @@ def test_byte_ranges_as_a_video_element_asks_for_them() -> None:
     for outside in ("bytes=1000-", "bytes=2000-3000", "bytes=5-1"):
         with pytest.raises(ValueError):
             byte_range(outside, 1000)
+
+
+def test_the_keys_of_steps_that_speak_or_draw_name_the_engine_and_the_font(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A voice made with no speech engine (or the program, not the library) is not reused
+    where the library speaks; frames drawn with the shipped font say which font."""
+    from steps.engine.task import STEPS
+    from steps.short_video import speech
+    from steps.short_video.models import font_version
+
+    voice, script = STEPS["synthesize_voice"], STEPS["write_script"]
+    here = (voice.version_now(), script.version_now())
+    monkeypatch.setattr(speech, "_speaker", (speech.os.getpid(), None))
+    assert voice.version_now() != here[0] and script.version_now() != here[1]
+    assert str(voice.version_now()).endswith("+none")
+    assert str(STEPS["render_scene"].version_now()).endswith(f"+{font_version()}")
