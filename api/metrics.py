@@ -4,7 +4,6 @@ same from every API process)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import (
@@ -204,13 +203,11 @@ def _pools(view: dict[str, dict[str, Any]], counts: dict[tuple[str, str], int]) 
     waiting = GaugeMetricFamily(
         "reelflow_pool_waiting", "Steps waiting for a slot", labels=["pool", "tenant", "priority"]
     )
-    now = datetime.now(UTC)
     for pool, found in sorted(view.items()):
         size.add_metric([pool], len(found["slots"]))
         by_tenant: dict[str, int] = {}
         for slot in found["slots"]:
-            expires = slot["lease_expires_at"]
-            if slot["holder_step_id"] is not None and (expires is None or expires > now):
+            if slot["held"]:
                 by_tenant[slot["tenant"] or ""] = by_tenant.get(slot["tenant"] or "", 0) + 1
         for tenant, n in sorted(by_tenant.items()):
             held.add_metric([pool, tenant], n)

@@ -138,7 +138,7 @@ async def metrics() -> Response:
     async with get_engine().connect() as conn:
         in_flight = await repo.in_flight(conn)
         counters = await repo.counters(conn)
-        pools = await repo.pools_view(conn)
+        pools = await repo.pools_view(conn, dead_after_s=get_settings().worker_dead_after_seconds)
     registry = CollectorRegistry()
     registry.register(Connections(pool_usage()))
     registry.register(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
 
 from api.deps import Conn
@@ -17,18 +15,18 @@ router = APIRouter(tags=["operations"], responses=documented(500, 503))
 
 @router.get("/pools", response_model=list[PoolOut])
 async def list_pools(conn: Conn) -> list[PoolOut]:
-    """Every declared pool: its size, each slot's holder (run, step, worker, since when; a
-    lease past its expiry counts as free), and the steps waiting per tenant and priority."""
-    view = await repo.pools_view(conn)
-    now = datetime.now(UTC)
+    """Every declared pool: its size, each slot's holder (run, step, worker, since when),
+    and the steps waiting per tenant and priority. A slot is held as claims and grants see
+    it: a lease that lapsed while its worker still beats (an outage) is still held; one
+    whose worker is silent past WORKER_DEAD_AFTER_SECONDS is free."""
+    settings = get_settings()
+    view = await repo.pools_view(conn, dead_after_s=settings.worker_dead_after_seconds)
     out = []
-    for name, size in get_settings().pool_sizes().items():
+    for name, size in settings.pool_sizes().items():
         found = view.get(name, {"slots": [], "waiting": []})
         slot_rows = []
         for row in found["slots"]:
-            live = row["holder_step_id"] is not None and (
-                row["lease_expires_at"] is None or row["lease_expires_at"] > now
-            )
+            live = bool(row["held"])
             slot_rows.append(
                 SlotOut(
                     slot=row["slot"],

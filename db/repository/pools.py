@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.pools import POOL_LOCK
+from db.pools import POOL_LOCK, slot_free
 from db.repository.tables import slots, waits
 
 _FREE = {
@@ -83,11 +83,16 @@ async def release_attempts(conn: AsyncConnection, *, holders: list[tuple[int, in
     return sorted(released)
 
 
-async def pools_view(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
-    """Each pool: its slots (who holds each, since when) and who waits (by tenant and
+async def pools_view(conn: AsyncConnection, *, dead_after_s: float) -> dict[str, dict[str, Any]]:
+    """Each pool: its slots (who holds each, since when; `held` as claims and grants judge
+    it: a lapsed lease of a live worker is still held) and who waits (by tenant and
     priority)."""
     view: dict[str, dict[str, Any]] = {}
-    for row in await conn.execute(select(slots).order_by(slots.c.pool, slots.c.slot)):
+    held = text(f"NOT {slot_free('pool_slots', dead_after=':dead_after')} AS held")
+    rows = await conn.execute(
+        select(slots, held).order_by(slots.c.pool, slots.c.slot), {"dead_after": dead_after_s}
+    )
+    for row in rows:
         pool = view.setdefault(row.pool, {"slots": [], "waiting": []})
         pool["slots"].append(dict(row._mapping))
     waiting = await conn.execute(

@@ -182,14 +182,22 @@ async def test_a_live_workers_lapsed_slot_is_not_given_to_another_step(
     other = await claim(db, **_claim_kw(run_b, gen_b, "other"))
     assert other.outcome is ClaimOutcome.NO_SLOT
     assert await pools.grant(db, pool="gpu", reserve_s=30, dead_after_s=DEAD_AFTER) == 0
+    assert await _held() == [True]  # and GET /pools and the metrics say so too
     # the worker dies (silent past DEAD_AFTER): now the slot is free for the next
     await db.execute(
         "UPDATE worker_heartbeats SET last_seen = now() - interval '1 hour' WHERE id = $1", worker
     )
+    assert await _held() == [False]
     again = await claim(db, **_claim_kw(run_b, gen_b, "other"))
     assert again.outcome is ClaimOutcome.CLAIMED, again
     [slot] = await _slots(db)
     assert slot["holder_step_id"] == again.step_id
+
+
+async def _held() -> list[bool]:
+    async with get_engine().connect() as conn:
+        view = await repo.pools_view(conn, dead_after_s=DEAD_AFTER)
+    return [bool(slot["held"]) for slot in view["gpu"]["slots"]]
 
 
 async def _park(db: asyncpg.Connection, run_id: uuid.UUID, generation: int) -> int:

@@ -15,5 +15,8 @@ export function follow(id, refresh, terminal) {
     later();
     try { if (terminal.includes(JSON.parse(event.data).status)) source.close(); } catch { /* keep it */ }
   });
+  // A run that ended before the stream connected answers 204 and the browser gives up: read
+  // the page once more, so an action's run that finished in a blink does not show "running".
+  source.addEventListener("error", () => { if (source.readyState === EventSource.CLOSED) later(); });
   return () => { clearTimeout(pending); source.close(); };
 }
