@@ -8,7 +8,9 @@ in the same folder, talk to the same servers, and inject failures if the stack a
 file left by a stack that died (its pid gone) is ignored.
 
 Connections needed = hosts x processes per host x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW
-+ 2): the `+ 2` is the claim protocol's own connection and the maintenance thread's. When
++ 2), a worker's processes being its children and its main process: the `+ 2` are the
+connections of a process's threads outside the pool (a child's claim protocol and lease
+renewer; a main process's maintenance; an API's slot hand-overs). When
 that passes PostgreSQL's `max_connections`, put a transaction-mode pooler in front
 (PgBouncer) and say so with DATABASE_POOLER=transaction: nothing then relies on a session
 (no statement cache, timeouts set per transaction), and migrations take

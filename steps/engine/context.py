@@ -160,7 +160,11 @@ class Checkpoint:
             return {}  # keyed by nothing: pieces could be of other inputs
         found = run_db(outcomes.load_checkpoints, step_id=self.ctx.step_id, name=self.name,
                        input_key=self.ctx.input_key)  # fmt: skip
-        return {index: Artifact.model_validate(a) for index, a in found.items()}
+        pieces = {index: Artifact.model_validate(a) for index, a in found.items()}
+        # Only pieces whose stored bytes are still the recorded ones (size and sha256): a
+        # piece lost or damaged since is made again, never joined into the result.
+        store = self.ctx.store
+        return {i: a for i, a in pieces.items() if a.key and store.matches(a.key, a.size, a.sha256)}
 
     @contextmanager
     def piece(self, index: int, file: str) -> Iterator[Written]:

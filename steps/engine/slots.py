@@ -10,7 +10,10 @@ grant whose publish is lost is published again by the workers' maintenance.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -112,6 +115,19 @@ def hand_over(pool: str | None = None, *, older_than_s: float = 0.0) -> int:
                 break
             sent += 1
     return sent
+
+
+_handing: tuple[int, ThreadPoolExecutor] | None = None
+
+
+async def hand_over_from_loop(names: list[str]) -> None:
+    """`hand_over_each` from an event loop (the API's, after a cancel or a take-over), on
+    one thread of this process's own: the hand-overs of a process use one database
+    connection, not one per thread of the loop's default executor, each kept open."""
+    global _handing
+    if _handing is None or _handing[0] != os.getpid():
+        _handing = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="reelflow-slots"))
+    await asyncio.get_running_loop().run_in_executor(_handing[1], hand_over_each, names)
 
 
 def hand_over_each(names: list[str]) -> None:

@@ -116,7 +116,7 @@ def _max_overlap(spans: list[tuple[datetime, datetime]]) -> int:
 
 async def _pool() -> dict[str, Any]:
     async with get_engine().connect() as conn:
-        return (await repo.pools_view(conn))["gpu"]
+        return (await repo.pools_view(conn, dead_after_s=10.0))["gpu"]
 
 
 async def _first_start(run_id: uuid.UUID, timeout: float = 60) -> datetime:

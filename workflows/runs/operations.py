@@ -10,7 +10,6 @@ of ten concurrent resumes one dispatches, the rest find the run pending and get 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -217,7 +216,7 @@ async def cancel_run(run_id: uuid.UUID, *, actor: str = "api") -> RunRecord:
             detail={"steps": [r.key for r in live]},
         )  # fmt: skip
     freed = await _release_slots(run_id)
-    await asyncio.to_thread(slots.hand_over_each, freed)  # ... to the steps waiting
+    await slots.hand_over_from_loop(freed)  # ... to the steps waiting
     try:  # best effort: claims refuse a cancelled run's steps anyway
         await relay.off_loop(lambda: app.control.revoke(sorted(revoke), terminate=True))
     except Exception as exc:

@@ -12,7 +12,6 @@ A render taken over keeps its finished chunks: the rerun renders only the rest.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import structlog
@@ -81,7 +80,7 @@ async def stop(run_id: uuid.UUID, found: Stragglers) -> None:
     try:
         async with get_engine().begin() as conn:
             freed = await repo.release_attempts(conn, holders=found.holders)
-        await asyncio.to_thread(slots.hand_over_each, freed)  # ... to the steps waiting
+        await slots.hand_over_from_loop(freed)  # ... to the steps waiting
     except Exception as exc:
         log.warning("slot_release_failed", run_id=str(run_id), error=repr(exc))
     try:
