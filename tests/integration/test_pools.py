@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import math
 import re
 import time
@@ -232,7 +233,7 @@ async def test_a_cancel_stops_the_render_and_frees_its_slot_within_two_seconds(
     run_id = (await start_run("short_video", params, cache=False)).run.id
     rendering = await _rendering(run_id)
     await cancel_run(run_id, actor="test")
-    cancelled = time.monotonic()
+    cancelled, cancelled_at = time.monotonic(), time.time()
     last = rendering.progress
     changed = cancelled
     while time.monotonic() - cancelled < 4:  # watch the frame counter for four seconds
@@ -241,6 +242,14 @@ async def test_a_cancel_stops_the_render_and_frees_its_slot_within_two_seconds(
             last, changed = now, time.monotonic()
         await asyncio.sleep(0.05)
     assert changed - cancelled <= 2.0, changed - cancelled
+    # The render itself stopped (not only its recorded progress): its worker logged the
+    # step leaving its loop (it saw the cancel), or terminating the process rendering it
+    # (the revoke), within two seconds of the cancel.
+    task_id = (await step_rows(run_id))[rendering.key].celery_task_id
+    stopped = _logged(gpus, "step_cancelled", run_id=str(run_id), step_key=rendering.key)
+    stopped += _logged(gpus, f"Terminating {task_id} (15)")
+    assert stopped, "the render never stopped"
+    assert min(stopped) - cancelled_at <= 2.0, min(stopped) - cancelled_at
     pool = await _pool()
     assert not [s for s in pool["slots"] if s["holder_run_id"] == run_id], pool
     steps = await step_rows(run_id)
@@ -250,6 +259,22 @@ async def test_a_cancel_stops_the_render_and_frees_its_slot_within_two_seconds(
     assert steps["publish"].status is not StepStatus.SUCCEEDED  # nothing downstream
     for worker in gpus:  # the workers are free again: their next renders run
         assert worker.proc is not None and worker.proc.poll() is None
+
+
+def _logged(workers: list[WorkerProcess], event: str, **fields: str) -> list[float]:
+    """When the workers logged `event` with these fields (epoch seconds), in order."""
+    found = []
+    for worker in workers:
+        for line in worker.log.read_text(errors="replace").splitlines():
+            if f'"{event}"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("event") == event and all(
+                    entry.get(k) == v for k, v in fields.items()
+                ):
+                    found.append(datetime.fromisoformat(entry["timestamp"]).timestamp())
+    return sorted(found)
 
 
 async def _rendering(run_id: uuid.UUID, timeout: float = 120) -> Any:
