@@ -3,6 +3,7 @@ same from every API process)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -193,9 +194,33 @@ def _cache(series: dict[str, dict[Series, int]]) -> Iterator[CounterMetricFamily
     yield missed
 
 
+#: Tenants are the clients' word: past this many in a scrape, the least active fold into
+#: one "other" series, so the pool metrics stay bounded whatever tenants clients send.
+TENANT_SERIES = 20
+
+
+def _kept_tenants(view: dict[str, dict[str, Any]], counts: dict[tuple[str, str], int]) -> set[str]:
+    """The TENANT_SERIES most active tenants: slots held and steps waiting now, then steps
+    that waited for a slot."""
+    activity: Counter[str] = Counter()
+    for found in view.values():
+        activity.update(slot["tenant"] or "" for slot in found["slots"] if slot["held"])
+        for wait in found["waiting"]:
+            activity[wait["tenant"]] += wait["count"]
+    for (name, label), value in counts.items():
+        if name == "slot_wait_bucket":
+            activity[label.split("|")[1]] += value
+    return {tenant for tenant, _ in activity.most_common(TENANT_SERIES)}
+
+
 def _pools(view: dict[str, dict[str, Any]], counts: dict[tuple[str, str], int]) -> Iterator[Any]:
     """Each pool's size, the slots held and the steps waiting (by tenant), and how long
     steps waited for a slot (a histogram by pool and tenant, counted at each grant)."""
+    kept = _kept_tenants(view, counts)
+
+    def tenant_of(name: str) -> str:
+        return name if name in kept else "other"
+
     size = GaugeMetricFamily("reelflow_pool_slots", "Slots in each pool", labels=["pool"])
     held = GaugeMetricFamily(
         "reelflow_pool_slots_held", "Slots held by running steps", labels=["pool", "tenant"]
@@ -205,14 +230,14 @@ def _pools(view: dict[str, dict[str, Any]], counts: dict[tuple[str, str], int]) 
     )
     for pool, found in sorted(view.items()):
         size.add_metric([pool], len(found["slots"]))
-        by_tenant: dict[str, int] = {}
-        for slot in found["slots"]:
-            if slot["held"]:
-                by_tenant[slot["tenant"] or ""] = by_tenant.get(slot["tenant"] or "", 0) + 1
+        by_tenant = Counter(tenant_of(s["tenant"] or "") for s in found["slots"] if s["held"])
         for tenant, n in sorted(by_tenant.items()):
             held.add_metric([pool, tenant], n)
+        queued: Counter[tuple[str, str]] = Counter()
         for wait in found["waiting"]:
-            waiting.add_metric([pool, wait["tenant"], str(wait["priority"])], wait["count"])
+            queued[(tenant_of(wait["tenant"]), str(wait["priority"]))] += wait["count"]
+        for (tenant, priority), n in sorted(queued.items()):
+            waiting.add_metric([pool, tenant, priority], n)
     yield size
     yield held
     yield waiting
@@ -221,15 +246,17 @@ def _pools(view: dict[str, dict[str, Any]], counts: dict[tuple[str, str], int]) 
         "How long steps waited for a pool slot, counted when granted one",
         labels=["pool", "tenant"],
     )
-    series = sorted({label for name, label in counts if name == "slot_wait_ms_sum"})
-    for label in series:
+    bounds = [f"{b:g}" for b in WAIT_BUCKETS] + ["+Inf"]  # as SQL spells them
+    folded: dict[tuple[str, str], Counter[str]] = {}
+    for (name, label), value in counts.items():
+        if name in ("slot_wait_bucket", "slot_wait_ms_sum"):
+            pool, tenant, *rest = label.split("|")
+            series = folded.setdefault((pool, tenant_of(tenant)), Counter())
+            series[rest[0] if rest else "sum"] += value
+    for (pool, tenant), found in sorted(folded.items()):
         running, buckets = 0, []
-        for bound in WAIT_BUCKETS:
-            running += counts.get(("slot_wait_bucket", f"{label}|{bound:g}"), 0)  # as SQL spells it
-            buckets.append((str(float(bound)), running))
-        running += counts.get(("slot_wait_bucket", f"{label}|+Inf"), 0)
-        buckets.append(("+Inf", running))
-        hist.add_metric(
-            label.split("|", 1), buckets, counts.get(("slot_wait_ms_sum", label), 0) / 1000
-        )
+        for bound in bounds:
+            running += found.get(bound, 0)
+            buckets.append((bound if bound == "+Inf" else str(float(bound)), running))
+        hist.add_metric([pool, tenant], buckets, found.get("sum", 0) / 1000)
     yield hist
