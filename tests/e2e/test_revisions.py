@@ -293,3 +293,40 @@ def test_a_replaced_artifact_must_be_a_stored_file(
                        json={"outputs": {"synthesize_voice": moved}, "reason": "r"})  # fmt: skip
     assert plan.status_code == 200, plan.text
     assert client.get(f"/runs/{first['id']}/revisions").json() == before
+
+
+async def test_a_revision_row_is_immutable_but_goes_with_its_pruned_run(
+    client: httpx.Client,
+) -> None:
+    """The database itself refuses to change or delete a revision; prune deleting its run
+    still takes it along."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from db.engine import get_engine
+    from workflows.runs import retention
+
+    run_id = client.post("/runs", json={"workflow": "probe", "params": {"width": 1}}).json()["id"]
+    _wait(client, run_id)
+    revised = client.post(f"/runs/{run_id}/revise", json={"params": {"width": 2}, "reason": "r"})
+    assert revised.status_code == 202, revised.text
+    _wait(client, run_id)
+    for statement in (
+        "UPDATE run_revisions SET reason = 'rewritten' WHERE run_id = :r",
+        "DELETE FROM run_revisions WHERE run_id = :r",
+    ):
+        with pytest.raises(DBAPIError, match="immutable"):
+            async with get_engine().begin() as conn:
+                await conn.execute(text(statement), {"r": run_id})
+    assert [r["reason"] for r in client.get(f"/runs/{run_id}/revisions").json()] == ["r"]
+    await asyncio.sleep(0.05)
+    report = await retention.prune_selected(
+        [uuid.UUID(run_id)], before=datetime.now(UTC), older_than="0s"
+    )
+    assert report.runs == 1
+    async with get_engine().connect() as conn:
+        left = await conn.execute(text("SELECT count(*) FROM run_revisions WHERE run_id = :r"),
+                                  {"r": run_id})  # fmt: skip
+        assert left.scalar_one() == 0
