@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from db.states import StepStatus
+from db.states import STEP_CLAIMABLE, StepStatus, sql_in
 
 #: Slot-wait times (seconds), the histogram's bucket bounds.
 WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -138,15 +138,15 @@ UPDATE pool_slots SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE holder_step_id = $1 AND holder_attempt = $2
 """
 
-_ENDED_HOLDER = """p.holder_step_id IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM step_runs s WHERE s.id = p.holder_step_id AND s.status = 'running'
+_ENDED_HOLDER = f"""p.holder_step_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM step_runs s WHERE s.id = p.holder_step_id AND s.status = '{StepStatus.RUNNING}'
       AND s.attempts = p.holder_attempt)"""
 
-_TIDY = """
+_TIDY = f"""
 -- waits whose step no longer waits (cancelled, reset, gone)
 DELETE FROM slot_waits w WHERE NOT EXISTS (
     SELECT 1 FROM step_runs s JOIN workflow_runs r ON r.id = s.run_id
-    WHERE s.id = w.step_id AND s.status IN ('pending', 'queued', 'retrying')
+    WHERE s.id = w.step_id AND s.status IN {sql_in(STEP_CLAIMABLE)}
       AND r.generation = w.generation)
 """
 
