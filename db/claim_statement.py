@@ -51,7 +51,7 @@ WITH cur AS (
     WHERE s.run_id = $1 AND s.key = $2
     -- locked, and read as it is now: a duplicate delivery claiming at the same moment
     -- waits here, then sees this claim's attempt (a plain read would let both take it)
-    FOR UPDATE OF s
+    FOR NO KEY UPDATE OF s
 ), deps AS (
     -- the digests of what it reads, as `steps.engine.keys.input_key` joins them
     SELECT string_agg(d.name || '=' || coalesce(d.digest, ''), E'\n' ORDER BY d.name COLLATE "C")
@@ -130,7 +130,8 @@ WITH cur AS (
     ON CONFLICT DO NOTHING
 ), slot AS (
     -- a slot of the step's pool, taken with the claim: one granted to it, its own while
-    -- its lease lives (a redelivery, a restarted worker taking over), or a free one when
+    -- its lease lives (a redelivery) or whatever its lease when taking over from its dead
+    -- same-host owner (a restarted worker), or a free one when
     -- no step waits for the pool ahead of it (a lapsed lease of a dead worker frees a
     -- slot for all; a live worker keeps its slot through an outage, as its step)
     UPDATE pool_slots p
@@ -143,7 +144,8 @@ WITH cur AS (
         SELECT q.slot FROM pool_slots q
         WHERE q.pool = $16
           AND ((q.reserved_for = cur.id AND {_SLOT_FREE})
-               OR (q.holder_step_id = cur.id AND q.lease_expires_at >= now())
+               OR (q.holder_step_id = cur.id
+                   AND (q.lease_expires_at >= now() OR cur.lease_owner = $9::text))
                OR ({_SLOT_FREE}
                    AND (q.reserved_for IS NULL OR q.reserved_until < now())
                    AND NOT EXISTS (SELECT 1 FROM slot_waits w WHERE w.pool = $16

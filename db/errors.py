@@ -32,6 +32,9 @@ _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 TIMEOUTS = {"57014": "statement", "55P03": "lock"}
 #: SQLSTATE class 53, insufficient resources: 53300 too_many_connections above all.
 _SERVER_FULL = "53"
+#: A transaction PostgreSQL rolled back to break a deadlock (40P01) or a serialization
+#: conflict (40001): the same work tried again goes through.
+_ROLLED_BACK = {"40P01", "40001"}
 
 
 class DatabaseUnavailable(ReelflowError):
@@ -64,13 +67,15 @@ def is_unavailable(exc: BaseException) -> bool:
     """True for errors a later try can succeed past: the connection failed, the server
     restarts or refuses connections now (too many clients), no pooled connection came
     free in DATABASE_POOL_TIMEOUT_SECONDS, a call timed out, or a statement ran past its
-    statement or lock timeout."""
+    statement or lock timeout, or was rolled back to break a deadlock."""
     if _misconfigured(exc):
         return False
     if isinstance(exc, (DatabaseUnavailable, PoolTimeout)):
         return True
     code = sqlstate(exc)
-    if code is not None and (code in TIMEOUTS or code.startswith(_SERVER_FULL)):
+    if code is not None and (
+        code in TIMEOUTS or code in _ROLLED_BACK or code.startswith(_SERVER_FULL)
+    ):
         return True
     if isinstance(exc, (OperationalError, InterfaceError, asyncpg.InterfaceError)):
         return True
@@ -89,17 +94,17 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def _misconfigured(exc: BaseException) -> bool:
-    """A mistake no later try gets past, wherever it sits in the chain: a server
-    certificate the CA does not verify (or for another host), a CA file that is missing."""
+    """A mistake no later try gets past: a server certificate the CA does not verify (or
+    for another host), here or in what caused it (never in what it merely interrupted: a
+    blip while handling such an error is still a blip)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (ssl.SSLCertVerificationError, FileNotFoundError)):
+        if isinstance(current, ssl.SSLCertVerificationError):
             return True
         orig = getattr(current, "orig", None)
-        nxt = orig if isinstance(orig, BaseException) else None
-        current = nxt or current.__cause__ or current.__context__
+        current = orig if isinstance(orig, BaseException) else current.__cause__
     return False
 
 

@@ -167,12 +167,6 @@ FROM unnest($1::text[], $2::int[]) AS e(pool, slot)
 WHERE p.pool = e.pool AND p.slot = e.slot AND {_ENDED_HOLDER}
 """
 
-_SURPLUS = """
-DELETE FROM pool_slots p USING unnest($1::text[], $2::int[]) AS d(pool, size)
-WHERE p.pool = d.pool AND p.slot >= d.size AND p.holder_step_id IS NULL
-  AND (p.reserved_for IS NULL OR p.reserved_until < now())
-"""
-
 _UNRESERVE = """
 -- reservations for steps that stopped waiting (a reserved slot is no one's for 30 s)
 UPDATE pool_slots p SET reserved_for = NULL, reserved_until = NULL
@@ -239,10 +233,10 @@ async def renew(conn: asyncpg.Connection, *, step_id: int, attempt: int, lease_s
 
 
 async def tidy(conn: asyncpg.Connection, *, sizes: dict[str, int]) -> None:
-    """Forget waits of steps that no longer wait, free slots whose holder ended, drop
-    reservations for steps no longer waiting, and drop the idle slots past a pool's size
-    (a pool made smaller keeps its held slots only until their steps end). Under every
-    pool's lock: no grant runs meanwhile."""
+    """Forget waits of steps that no longer wait, free slots whose holder ended, and drop
+    reservations for steps no longer waiting. Under every pool's lock: no grant runs
+    meanwhile. (Sizes change at a process's start, `sync_slots`: a worker still on the
+    old POOLS during a rolling change must not undo the new size every few seconds.)"""
     async with conn.transaction():
         for pool in sorted(sizes):
             await conn.execute(_LOCK, pool)
@@ -251,4 +245,3 @@ async def tidy(conn: asyncpg.Connection, *, sizes: dict[str, int]) -> None:
         if ended:
             await conn.execute(_FREE_ENDED, [r["pool"] for r in ended], [r["slot"] for r in ended])
         await conn.execute(_UNRESERVE)
-        await conn.execute(_SURPLUS, list(sizes), list(sizes.values()))

@@ -35,10 +35,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
      rf"\g<head>{MASK}@"),
     # an Authorization header's whole value, whatever its scheme and case
     (re.compile(
-        r"(?P<head>\b(?:proxy-)?authorization['\"]?\s*[:=]\s*(?:b?['\"])?)"
-        r"(?P<value>[^'\",;)}\]&\r\n]+)",
+        r"(?P<head>\b(?:proxy-)?authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)"
+        r"(?P<value>[^'\";)}\]&\r\n]+)",
         re.IGNORECASE,
     ), rf"\g<head>{MASK}"),
+    # signatures and digests inside a header's value (SigV4 Signature=, Digest response=)
+    (re.compile(r"(?P<head>\b(?:signature|response)=\"?)[0-9A-Fa-f]{16,}", re.IGNORECASE),
+     rf"\g<head>{MASK}"),
     # credentials after their scheme: Bearer in any case (HTTP schemes are
     # case-insensitive); Basic/Token/Digest capitalised, as prose rarely writes them
     (re.compile(r"(?P<head>\b(?i:bearer)\s+)[A-Za-z0-9._~+/=:-]{4,}"), rf"\g<head>{MASK}"),

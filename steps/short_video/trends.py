@@ -151,6 +151,12 @@ def source_version() -> str | None:
     return hashlib.sha256(source.encode() + b"\0" + data).hexdigest()[:16]
 
 
+#: What a source that cannot be read or parsed raises (a JSON file of the wrong shape:
+#: TypeError or AttributeError).
+_UNREADABLE = (TransientStepError, PermanentStepError, OSError, ValueError, KeyError, TypeError,
+               AttributeError, csv.Error)  # fmt: skip
+
+
 def local_trend_ids() -> set[str] | None:
     """The trend ids the configured source offers, when it is local (the bundled set or a
     file) and readable: what a `trend_id` is checked against when a run is started. None
@@ -160,8 +166,8 @@ def local_trend_ids() -> set[str] | None:
         return None
     try:
         return {t.id for t in provider.load()}
-    except (PermanentStepError, OSError, ValueError, KeyError, csv.Error):
-        return {t.id for t in BuiltinProvider().load()}  # what the step falls back to
+    except _UNREADABLE:
+        return None  # unreadable now: the step decides (it may be readable by then)
 
 
 def unknown_trend(params: BaseModel) -> list[dict[str, str]]:
@@ -173,10 +179,6 @@ def unknown_trend(params: BaseModel) -> list[dict[str, str]]:
         return []
     some = ", ".join(sorted(known)[:5])
     return [{"field": "trend_id", "message": f"no trend has this id (offered: {some}, ...)"}]
-
-
-#: What a source that cannot be read or parsed raises.
-_UNREADABLE = (TransientStepError, PermanentStepError, OSError, ValueError, KeyError, csv.Error)
 
 
 @step(retry=RetryPolicy(max_attempts=3, backoff_base=2.0), key_extra=source_version)

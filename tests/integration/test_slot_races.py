@@ -257,13 +257,14 @@ async def test_a_process_without_pools_or_with_fewer_slots_keeps_the_held_ones(
     async with get_engine().begin() as conn:
         await repo.sync_slots(conn, sizes={"cpu": 1})  # a worker with other pools only
     assert [s["slot"] for s in await _slots(db)] == [0, 2]  # takes nothing from gpu's
-    await pools.tidy(db, sizes={"gpu": 1})  # the held surplus slot stays while held
-    assert [s["slot"] for s in await _slots(db)] == [0, 2]
     await db.execute(
         "UPDATE step_runs SET status = 'succeeded', output = '{}' WHERE id = $1", held.step_id
     )
-    await pools.tidy(db, sizes={"gpu": 1})  # its step ended: freed, and gone with the size
-    assert [(s["slot"], s["holder_step_id"]) for s in await _slots(db)] == [(0, None)]
+    await pools.tidy(db, sizes={"gpu": 3})  # a worker still on the old size: frees, keeps
+    assert [(s["slot"], s["holder_step_id"]) for s in await _slots(db)] == [(0, None), (2, None)]
+    async with get_engine().begin() as conn:  # the next start with gpu:1 drops the surplus
+        await repo.sync_slots(conn, sizes={"gpu": 1})
+    assert [s["slot"] for s in await _slots(db)] == [0]
 
 
 async def test_a_run_waiting_for_a_slot_is_not_taken_for_stalled(

@@ -40,12 +40,16 @@ redact = Redactor([SECRET, "abc"])  # 3 characters: too short to mask anywhere
         "{'authorization': 'token s3cr3t-value'}",
         "Proxy-Authorization: basic dXNlcjpwYXNzd29yZA==",
         "sent header bearer tok-123456 upstream",
+        "[(b'authorization', b'basic dXNlcjpwYXNzd29yZA==')]",
+        "Authorization: AWS4-HMAC-SHA256 Credential=AKIA/x, SignedHeaders=host,"
+        " Signature=0123456789abcdef0123456789abcdefs3cr3t",
+        'Authorization: Digest username="u", response="0123456789abcdef0123456789abcdef"',
     ],
 )
 def test_secret_shapes_are_masked(text: str) -> None:
     masked = redact.text(text)
     for secret in (SECRET, "hunter2hunter2", "eyJhbGci", "tok-123456", "dXNlcjpw", "s3cr3t",
-                   "wJalrXUtn"):  # fmt: skip
+                   "wJalrXUtn", "0123456789abcdef"):  # fmt: skip
         assert secret not in masked, masked
     assert MASK in masked
 

@@ -77,6 +77,8 @@ def test_workflow_rejects_inputs_that_do_not_run_before() -> None:
     class P(BaseModel):
         pass
 
+    import steps.probe  # noqa: F401  (registers steps a and b, run alone too)
+
     with pytest.raises(ValueError, match="reads"):
         Workflow(name="bad", version=1, canvas=chain("b", "a"), params_model=P)
     with pytest.raises(ValueError, match="unknown step"):
@@ -90,3 +92,31 @@ def test_rabbitmq_delayed_delivery_gets_whole_seconds_from_one() -> None:
     assert broker_countdown(1.0, whole_seconds=True) == 1.0
     assert broker_countdown(2.01, whole_seconds=True) == 3.0
     assert broker_countdown(0.2, whole_seconds=False) == 0.2
+
+
+def test_what_a_later_try_gets_past_and_what_it_does_not() -> None:
+    """Outages, deadlocks and timeouts are retried; a certificate the CA refuses is not,
+    but a blip that interrupts handling one (its `__context__`) still is."""
+    import ssl
+
+    import asyncpg
+
+    from db.errors import is_unavailable
+
+    assert is_unavailable(ConnectionRefusedError())
+    assert is_unavailable(FileNotFoundError("the socket is gone while PostgreSQL restarts"))
+    assert is_unavailable(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+    assert is_unavailable(asyncpg.exceptions.SerializationError("could not serialize"))
+    refused = ssl.SSLCertVerificationError("certificate verify failed")
+    assert not is_unavailable(refused)
+    wrapped = ConnectionError("connecting")
+    wrapped.__cause__ = refused
+    assert not is_unavailable(wrapped)
+    try:
+        try:
+            raise refused
+        except ssl.SSLError:
+            raise ConnectionResetError("a blip while recording it") from None
+    except ConnectionResetError as blip:
+        blip.__context__ = refused  # what `raise` inside `except` leaves
+        assert is_unavailable(blip)
